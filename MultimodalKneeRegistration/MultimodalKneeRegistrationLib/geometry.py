@@ -1,0 +1,170 @@
+"""World-space geometry of image grids and linear transforms (numpy only).
+
+Why: every decision the planner makes (which image is the fine one, which part of the large image
+to keep, whether the images overlap at all) is a question about where voxels lie in physical space.
+Conventions: ITK/SimpleITK physical space is LPS; Slicer's is RAS (x and y negated). A registration
+transform maps *fixed-space points to moving-space points* (ITK's resampling convention, what
+BRAINSFit's ``--linearTransform`` writes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+#: Converts LPS <-> RAS (it is its own inverse).
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box in physical (LPS) millimetres."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def size(self) -> np.ndarray:
+        return np.maximum(self.upper - self.lower, 0.0)
+
+    @property
+    def volume(self) -> float:
+        return float(np.prod(self.size))
+
+    @property
+    def center(self) -> np.ndarray:
+        return (self.lower + self.upper) / 2.0
+
+    def intersect(self, other: "Box") -> "Box":
+        return Box(np.maximum(self.lower, other.lower), np.minimum(self.upper, other.upper))
+
+    def grow(self, margin_mm: float) -> "Box":
+        return Box(self.lower - margin_mm, self.upper + margin_mm)
+
+    def to_dict(self) -> dict:
+        return {"lower_mm": self.lower.round(3).tolist(), "upper_mm": self.upper.round(3).tolist()}
+
+
+def index_to_physical_matrix(image: sitk.Image) -> np.ndarray:
+    """4x4 matrix taking continuous voxel indices (i, j, k, 1) to LPS millimetres."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = direction @ np.diag(image.GetSpacing())
+    matrix[:3, 3] = image.GetOrigin()
+    return matrix
+
+
+def corner_points(image: sitk.Image) -> np.ndarray:
+    """The 8 corners of the image's voxel *edges* (not centres) in LPS, shape (8, 3)."""
+    size = np.array(image.GetSize()[:3], dtype=float)
+    lo, hi = -0.5 * np.ones(3), size - 0.5
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    return apply_matrix(index_to_physical_matrix(image), corners)
+
+
+def physical_box(image: sitk.Image) -> Box:
+    """Axis-aligned bounding box of the image's field of view in LPS."""
+    corners = corner_points(image)
+    return Box(corners.min(axis=0), corners.max(axis=0))
+
+
+def image_center(image: sitk.Image) -> np.ndarray:
+    """Physical centre of the field of view (LPS)."""
+    size = np.array(image.GetSize()[:3], dtype=float)
+    return apply_matrix(index_to_physical_matrix(image), ((size - 1.0) / 2.0)[None, :])[0]
+
+
+def apply_matrix(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 homogeneous matrix to an (N, 3) array of points."""
+    points = np.asarray(points, dtype=float)
+    return points @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def transform_to_matrix(transform: sitk.Transform) -> np.ndarray:
+    """4x4 matrix of a linear SimpleITK transform (any composite of linear transforms).
+
+    Example:
+        >>> transform_to_matrix(sitk.TranslationTransform(3, (1, 2, 3)))[:3, 3]
+        array([1., 2., 3.])
+    """
+    origin = np.zeros(3)
+    matrix = np.eye(4)
+    matrix[:3, 3] = transform.TransformPoint(origin.tolist())
+    for axis in range(3):
+        unit = np.zeros(3)
+        unit[axis] = 1.0
+        matrix[:3, axis] = np.array(transform.TransformPoint(unit.tolist())) - matrix[:3, 3]
+    return matrix
+
+
+def is_linear(transform: sitk.Transform, tolerance_mm: float = 1e-4) -> bool:
+    """True when ``transform`` is affine: checked on points, so composites and any class work."""
+    matrix = transform_to_matrix(transform)
+    probe = np.array([[37.0, -81.0, 12.5], [-150.0, 220.0, -90.0], [5.0, 5.0, 300.0]])
+    mapped = np.array([transform.TransformPoint(p.tolist()) for p in probe])
+    return bool(np.abs(mapped - apply_matrix(matrix, probe)).max() <= tolerance_mm)
+
+
+def matrix_to_affine_transform(matrix: np.ndarray, center: Sequence[float] | None = None) -> sitk.AffineTransform:
+    """SimpleITK affine transform equal to ``matrix`` (optionally with a rotation centre)."""
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix(matrix[:3, :3].ravel().tolist())
+    if center is not None:
+        c = np.asarray(center, dtype=float)
+        affine.SetCenter(c.tolist())
+        affine.SetTranslation((matrix[:3, 3] + matrix[:3, :3] @ c - c).tolist())
+    else:
+        affine.SetTranslation(matrix[:3, 3].tolist())
+    return affine
+
+
+def lps_matrix_to_ras(matrix_lps: np.ndarray) -> np.ndarray:
+    """Express a point-mapping matrix given in LPS coordinates in RAS coordinates."""
+    return LPS_TO_RAS @ matrix_lps @ LPS_TO_RAS
+
+
+ras_matrix_to_lps = lps_matrix_to_ras  # the conversion is its own inverse
+
+
+def rotation_angle_deg(matrix: np.ndarray) -> float:
+    """Rotation angle of the closest rotation to the 3x3 part of ``matrix`` (degrees)."""
+    u, _, vt = np.linalg.svd(matrix[:3, :3])
+    rotation = u @ vt
+    cos = np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)))
+
+
+def scale_factors(matrix: np.ndarray) -> np.ndarray:
+    """Singular values of the 3x3 part: 1 for rigid transforms."""
+    return np.linalg.svd(matrix[:3, :3], compute_uv=False)
+
+
+def point_distances(
+    transform_a: sitk.Transform, transform_b: sitk.Transform, points: np.ndarray
+) -> np.ndarray:
+    """Distances (mm) between where two linear transforms send each of ``points``."""
+    a = apply_matrix(transform_to_matrix(transform_a), points)
+    b = apply_matrix(transform_to_matrix(transform_b), points)
+    return np.linalg.norm(a - b, axis=1)
+
+
+def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform | None = None,
+                     samples_per_axis: int = 12) -> float:
+    """Fraction of the fixed field of view whose points map inside the moving field of view.
+
+    Sampled on a regular grid of voxel-centre positions, so it works for oblique grids too.
+    """
+    size = np.array(fixed.GetSize()[:3], dtype=float)
+    axes = [np.linspace(0, s - 1, min(samples_per_axis, int(s))) for s in size]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    points = apply_matrix(index_to_physical_matrix(fixed), grid)
+    if transform is not None:
+        points = apply_matrix(transform_to_matrix(transform), points)
+    inverse = np.linalg.inv(index_to_physical_matrix(moving))
+    index = apply_matrix(inverse, points)
+    msize = np.array(moving.GetSize()[:3], dtype=float)
+    inside = np.all((index >= -0.5) & (index <= msize - 0.5), axis=1)
+    return float(inside.mean())

@@ -1,0 +1,81 @@
+"""What one registration run hands back: the transform plus everything needed to trust it.
+
+Why: BRAINSFit hands back a transform and an exit code of 0 even when it is 38 mm wrong. Our
+result carries the metric before/after, the optimizer's stop conditions, timings, warnings and the
+sanity checks, so the CLI, the report and the Slicer panel can show them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import SimpleITK as sitk
+
+from .geometry import rotation_angle_deg, scale_factors, transform_to_matrix
+
+
+@dataclass
+class StageResult:
+    """One optimisation stage (search, Rigid, Affine ...)."""
+
+    name: str
+    iterations: int
+    stop_condition: str
+    metric_value: float
+    seconds: float
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "iterations": self.iterations,
+            "stop_condition": self.stop_condition,
+            "metric_value": round(float(self.metric_value), 6),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class RegistrationResult:
+    """Outcome of ``register``: ``transform`` maps fixed-space LPS points to moving-space points."""
+
+    transform: sitk.Transform
+    initial_transform: sitk.Transform
+    plan: Any  # planning.RegistrationPlan (typed loosely to avoid an import cycle)
+    settings: Any  # settings.RegistrationSettings
+    metric_before: float
+    metric_after: float
+    stages: List[StageResult] = field(default_factory=list)
+    timings: Dict[str, float] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+    sanity: Dict[str, Any] = field(default_factory=dict)
+    passed_sanity_checks: bool = True
+    overlap_after: Optional[float] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready summary (the report adds inputs and versions around it)."""
+        matrix = transform_to_matrix(self.transform)
+        return {
+            "transform": {
+                "class": self.transform.GetName(),
+                "parameters": list(self.transform.GetParameters()),
+                "fixed_parameters": list(self.transform.GetFixedParameters()),
+                "matrix_lps_fixed_to_moving": matrix.round(8).tolist(),
+                "rotation_deg": round(rotation_angle_deg(matrix), 4),
+                "scale_factors": scale_factors(matrix).round(6).tolist(),
+            },
+            "initial_transform_matrix_lps": transform_to_matrix(self.initial_transform).round(8).tolist(),
+            "plan": self.plan.to_dict() if hasattr(self.plan, "to_dict") else self.plan,
+            "settings": self.settings.__dict__ if self.settings is not None else None,
+            "metric": {
+                "name": "Mattes mutual information (negative: lower is better)",
+                "before": round(float(self.metric_before), 6),
+                "after": round(float(self.metric_after), 6),
+            },
+            "stages": [s.to_dict() for s in self.stages],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "warnings": list(self.warnings),
+            "sanity": self.sanity,
+            "passed_sanity_checks": self.passed_sanity_checks,
+            "overlap_after": self.overlap_after,
+        }

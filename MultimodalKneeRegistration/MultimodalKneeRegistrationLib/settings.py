@@ -1,0 +1,139 @@
+"""Typed registration settings and the named presets.
+
+Why: users pick a preset ("mri-microct-knee") and maybe override one knob; everything else is
+planned from the images (see ``planning``). Names mirror BRAINSFit's parameters in snake_case
+(``sampling_percentage`` is BRAINSFit's ``samplingPercentage``) so that a Slicer user recognises
+them and ``brainsfit_parameters`` can map them one to one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .errors import InputError
+
+#: BRAINSFit's ``initializeTransformMode`` values, plus ``"search"``: our multi-start search.
+INITIALIZE_MODES = ("search", "useGeometryAlign", "useMomentsAlign", "useCenterOfHeadAlign", "Off")
+#: BRAINSFit's transform stages we support, in the order they run.
+TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """Everything that steers one run; ``None`` means "let the planner choose".
+
+    Example:
+        >>> s = PRESETS["mri-ct"].replace(number_of_iterations=500)
+    """
+
+    preset: str = "mri-ct"
+    #: Crop Volume's "spacing multiplier" for the fine image (None: from spacing ratio and budget).
+    spacing_multiplier: Optional[float] = None
+    #: Target voxel count of each working image at the finest level.
+    working_voxel_budget: int = 1_500_000
+    #: Coarsest spacing (mm) worth registering at; the finest level never goes coarser than this.
+    max_working_spacing_mm: float = 1.6
+    #: Margin (mm) kept around the small image's footprint when cropping the large one.
+    roi_margin_mm: float = 15.0
+    #: Fraction of working voxels the metric samples (None: enough for ``min_metric_samples``).
+    sampling_percentage: Optional[float] = None
+    min_metric_samples: int = 60_000
+    max_metric_samples: int = 250_000
+    number_of_iterations: int = 200
+    number_of_histogram_bins: int = 50
+    initialize_transform_mode: str = "search"
+    #: Largest rotation (degrees) the multi-start search explores around the start.
+    search_max_angle_deg: float = 60.0
+    search_angle_step_deg: float = 25.0
+    transform_stages: Tuple[str, ...] = ("Rigid",)
+    #: Shrink factors of the multi-resolution pyramid, relative to the working images.
+    shrink_factors: Tuple[int, ...] = (4, 2, 1)
+    smoothing_sigmas_mm: Tuple[float, ...] = (2.0, 1.0, 0.0)
+    max_step_mm: float = 2.0
+    min_step_mm: float = 0.005
+    relaxation_factor: float = 0.6
+    random_seed: int = 121212
+    number_of_threads: Optional[int] = None
+    #: Raise ``RegistrationFailedError`` when the result fails its own sanity checks.
+    fail_on_sanity_check: bool = True
+    min_final_overlap_fraction: float = 0.2
+    max_scale_deviation: float = 0.3
+
+    def replace(self, **changes) -> "RegistrationSettings":
+        """A copy with ``changes`` applied and validated."""
+        updated = dataclasses.replace(self, **changes)
+        updated.validate()
+        return updated
+
+    def validate(self) -> None:
+        """Raise ``InputError`` naming the first setting that cannot work."""
+        if self.initialize_transform_mode not in INITIALIZE_MODES:
+            raise InputError(
+                f"unknown initialize_transform_mode {self.initialize_transform_mode!r}",
+                f"use one of {', '.join(INITIALIZE_MODES)}",
+            )
+        if not self.transform_stages or any(s not in TRANSFORM_STAGES for s in self.transform_stages):
+            raise InputError(
+                f"transform_stages {self.transform_stages!r} is not a list of {', '.join(TRANSFORM_STAGES)}",
+                "give at least one stage, for example ('Rigid',) or ('Rigid', 'Affine')",
+            )
+        if self.transform_stages[0] != "Rigid":
+            raise InputError("the first transform stage must be 'Rigid'", "start the stages with 'Rigid'")
+        if self.sampling_percentage is not None and not 0.0 < self.sampling_percentage <= 1.0:
+            raise InputError(
+                f"sampling_percentage {self.sampling_percentage} is outside (0, 1]",
+                "give a fraction such as 0.05 (5% of the voxels) or leave it to the planner",
+            )
+        if self.spacing_multiplier is not None and self.spacing_multiplier < 1.0:
+            raise InputError(
+                f"spacing_multiplier {self.spacing_multiplier} is below 1",
+                "use 1 (no downsampling) or more, or leave it to the planner",
+            )
+        if self.number_of_iterations < 1 or self.number_of_histogram_bins < 8:
+            raise InputError(
+                "number_of_iterations must be at least 1 and number_of_histogram_bins at least 8",
+                "raise them",
+            )
+        if len(self.shrink_factors) != len(self.smoothing_sigmas_mm) or not self.shrink_factors:
+            raise InputError(
+                "shrink_factors and smoothing_sigmas_mm must have the same, non-zero length",
+                "give one smoothing sigma per pyramid level",
+            )
+        if self.roi_margin_mm < 0 or self.working_voxel_budget < 10_000:
+            raise InputError("roi_margin_mm must be >= 0 and working_voxel_budget >= 10000", "raise them")
+
+
+PRESETS = {
+    "mri-ct": RegistrationSettings(preset="mri-ct"),
+    "mri-microct-knee": RegistrationSettings(
+        preset="mri-microct-knee",
+        roi_margin_mm=10.0,
+        max_working_spacing_mm=1.0,
+        working_voxel_budget=2_000_000,
+        number_of_iterations=300,
+    ),
+    "fast-preview": RegistrationSettings(
+        preset="fast-preview",
+        working_voxel_budget=400_000,
+        max_working_spacing_mm=2.5,
+        shrink_factors=(2, 1),
+        smoothing_sigmas_mm=(2.0, 0.0),
+        number_of_iterations=80,
+        min_metric_samples=20_000,
+        max_metric_samples=60_000,
+        search_angle_step_deg=30.0,
+        search_max_angle_deg=45.0,
+    ),
+}
+
+
+def settings_for_preset(name: str, **overrides) -> RegistrationSettings:
+    """The preset called ``name`` with ``overrides`` applied (``None`` values are ignored)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}", f"use one of {', '.join(sorted(PRESETS))}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return PRESETS[name].replace(**changes) if changes else PRESETS[name]
+
+
