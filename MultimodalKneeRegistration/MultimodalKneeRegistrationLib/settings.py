@@ -14,8 +14,9 @@ from typing import Optional, Tuple
 
 from .errors import InputError
 
-#: BRAINSFit's ``initializeTransformMode`` values, plus ``"search"``: our multi-start search.
-INITIALIZE_MODES = ("search", "useGeometryAlign", "useMomentsAlign", "useCenterOfHeadAlign", "Off")
+#: BRAINSFit's ``initializeTransformMode`` values (less the brain-specific useCenterOfHeadAlign),
+#: plus ``"search"``: our multi-start search.
+INITIALIZE_MODES = ("search", "useGeometryAlign", "useMomentsAlign", "Off")
 #: BRAINSFit's transform stages we support, in the order they run.
 TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
 
@@ -61,7 +62,7 @@ class RegistrationSettings:
     min_final_overlap_fraction: float = 0.2
     max_scale_deviation: float = 0.3
 
-    def replace(self, **changes) -> "RegistrationSettings":
+    def replace(self, **changes) -> RegistrationSettings:
         """A copy with ``changes`` applied and validated."""
         updated = dataclasses.replace(self, **changes)
         updated.validate()

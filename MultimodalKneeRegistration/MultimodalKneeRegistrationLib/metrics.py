@@ -1,0 +1,124 @@
+"""Similarity scores and the result's own sanity checks.
+
+Why: the multi-start search compares hundreds of candidate poses, so it needs a fast,
+overlap-aware mutual-information score; and a result must be checked before it is handed back
+(BRAINSFit returned exit code 0 with a transform 38 mm wrong on our shared pair).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from .geometry import rotation_angle_deg, scale_factors, transform_to_matrix
+
+
+class MutualInformationScorer:
+    """Mutual information between a fixed (sampled) image and a moving image under a transform.
+
+    The fixed image is binned once; each score resamples the moving image on the fixed grid and
+    fills a joint histogram with ``np.bincount`` (about a millisecond for 60k voxels). The score
+    is MI times the fraction of fixed voxels that land inside the moving image, so poses that push
+    the images apart are not rewarded for the spuriously high MI of a tiny overlap.
+
+    Example:
+        >>> scorer = MutualInformationScorer(fixed_small, moving_small)  # doctest: +SKIP
+        >>> scorer.score(sitk.Transform(3, sitk.sitkIdentity))  # doctest: +SKIP
+    """
+
+    def __init__(self, fixed: sitk.Image, moving: sitk.Image, bins: int = 32) -> None:
+        self.fixed = fixed
+        self.moving = moving
+        self.bins = bins
+        values = sitk.GetArrayFromImage(fixed).ravel().astype(np.float64)
+        self._fixed_bins = _to_bins(values, bins)
+        self._moving_range = _robust_range(sitk.GetArrayViewFromImage(moving))
+
+    def score(self, transform: sitk.Transform) -> float:
+        warped = sitk.Resample(self.moving, self.fixed, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32)
+        values = sitk.GetArrayViewFromImage(warped).ravel()
+        inside = np.isfinite(values)
+        fraction = float(inside.mean())
+        if fraction < 0.05:
+            return 0.0
+        lo, hi = self._moving_range
+        moving_bins = np.clip(((values[inside] - lo) / (hi - lo) * self.bins).astype(np.int64), 0, self.bins - 1)
+        joint = np.bincount(self._fixed_bins[inside] * self.bins + moving_bins, minlength=self.bins**2)
+        return mutual_information(joint.reshape(self.bins, self.bins)) * fraction
+
+
+def mutual_information(joint_histogram: np.ndarray) -> float:
+    """MI (nats) of a joint histogram."""
+    p = joint_histogram / max(joint_histogram.sum(), 1)
+    px, py = p.sum(axis=1), p.sum(axis=0)
+    nz = p > 0
+    return float((p[nz] * np.log(p[nz] / np.outer(px, py)[nz])).sum())
+
+
+def _robust_range(array: np.ndarray) -> Tuple[float, float]:
+    step = max(1, int(round((array.size / 500_000) ** (1 / 3))))
+    lo, hi = np.percentile(array[::step, ::step, ::step], [0.5, 99.5])
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def _to_bins(values: np.ndarray, bins: int) -> np.ndarray:
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    hi = hi if hi > lo else lo + 1.0
+    return np.clip(((values - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+
+
+def sanity_checks(
+    transform: sitk.Transform,
+    start_transform: sitk.Transform,
+    metric_before: Optional[float],
+    metric_after: float,
+    overlap_after: float,
+    *,
+    min_overlap: float,
+    max_scale_deviation: float,
+    max_rotation_from_start_deg: float,
+) -> Tuple[Dict[str, dict], List[str]]:
+    """Checks a result must pass before it is trusted; returns (checks, failure sentences).
+
+    Each check records its value, its limit and whether it passed, so the report shows why a
+    result was rejected (not only that it was).
+    """
+    matrix = transform_to_matrix(transform)
+    relative = np.linalg.inv(transform_to_matrix(start_transform)) @ matrix
+    scales = scale_factors(matrix)
+    rotation = rotation_angle_deg(relative)
+    checks: Dict[str, dict] = {
+        "metric_improved": {
+            "value": None if metric_before is None else round(metric_before - metric_after, 6),
+            "limit": "> 0 (Mattes MI is negative; lower is better)",
+            "passed": metric_before is None or metric_after < metric_before - 1e-6 or _already_aligned(
+                metric_before, metric_after
+            ),
+        },
+        "overlap_after": {"value": round(overlap_after, 4), "limit": f">= {min_overlap}", "passed": overlap_after >= min_overlap},
+        "scale_factors": {
+            "value": scales.round(4).tolist(),
+            "limit": f"within 1 +/- {max_scale_deviation}",
+            "passed": bool(np.all(np.abs(scales - 1.0) <= max_scale_deviation)),
+        },
+        "rotation_from_start_deg": {
+            "value": round(rotation, 3),
+            "limit": f"<= {max_rotation_from_start_deg:g}",
+            "passed": rotation <= max_rotation_from_start_deg,
+        },
+    }
+    messages = {
+        "metric_improved": "the similarity metric did not improve over the start",
+        "overlap_after": f"after registration only {overlap_after:.0%} of the smaller image lies inside the other",
+        "scale_factors": f"the transform scales the image by {scales.round(3).tolist()}",
+        "rotation_from_start_deg": f"the result rotates {rotation:.0f} deg away from the start, beyond what the search explored",
+    }
+    failures = [messages[name] for name, check in checks.items() if not check["passed"]]
+    return checks, failures
+
+
+def _already_aligned(before: float, after: float) -> bool:
+    """A start that is already optimal cannot improve; accept a change within metric noise."""
+    return abs(after - before) <= 1e-3 * max(abs(before), 1e-6)
