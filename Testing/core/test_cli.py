@@ -1,0 +1,263 @@
+"""The command line, run for real in a subprocess on small synthetic pairs with a known answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[2] / "MultimodalKneeRegistration"
+#: Fixed point p lies at moving point p + SHIFT (mm): the transform the CLI must recover.
+SHIFT = np.array([4.0, -3.0, 2.0])
+FAST = ["--preset", "fast-preview"]
+
+
+def run_cli(*args, cwd=None, timeout=120, **streams) -> subprocess.CompletedProcess:
+    """``python -m MultimodalKneeRegistrationLib ARGS`` with the package importable even if not installed."""
+    path = os.pathsep.join([str(PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path)
+    streams = streams or {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    return subprocess.run([sys.executable, "-m", "MultimodalKneeRegistrationLib", *map(str, args)],
+                          text=True, cwd=cwd, timeout=timeout, env=env, **streams)
+
+
+def blob_image(size: int = 60, seed: int = 0) -> sitk.Image:
+    """Blurred blobs of different brightness on a 1 mm grid centred on the origin."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:size, :size, :size].astype(np.float32)
+    array = np.zeros((size, size, size), np.float32)
+    for _ in range(8):
+        c, r, v = rng.uniform(size * 0.25, size * 0.75, 3), rng.uniform(4, 10), rng.uniform(100, 1000)
+        array += v * np.exp(-((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) / (2 * r * r))
+    image = sitk.GetImageFromArray(array)
+    image.SetOrigin([-size / 2.0] * 3)
+    return image
+
+
+def remapped_moving(fixed: sitk.Image, shift=SHIFT, scale: float = 1.0, grid: int = 60) -> sitk.Image:
+    """The fixed content moved by ``shift`` (and scaled), with a non-linear intensity remapping."""
+    reference = sitk.Image([grid] * 3, sitk.sitkFloat32)
+    reference.SetOrigin([-grid / 2.0] * 3)
+    to_fixed = sitk.AffineTransform(3)  # moving point q shows fixed point (q - shift) / scale
+    to_fixed.SetMatrix((np.eye(3) / scale).ravel().tolist())
+    to_fixed.SetTranslation((-np.asarray(shift) / scale).tolist())
+    moved = sitk.GetArrayFromImage(sitk.Resample(fixed, reference, to_fixed, sitk.sitkLinear, 0.0))
+    remapped = np.sqrt(np.maximum(moved, 0.0)) * 10.0 + np.random.default_rng(1).normal(0, 1, moved.shape)
+    image = sitk.GetImageFromArray(remapped.astype(np.float32))
+    image.CopyInformation(reference)
+    return image
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory) -> tuple:
+    folder = tmp_path_factory.mktemp("pair")
+    fixed = blob_image()
+    sitk.WriteImage(fixed, str(folder / "fixed.nrrd"))
+    sitk.WriteImage(remapped_moving(fixed), str(folder / "moving.nii.gz"))
+    return folder / "fixed.nrrd", folder / "moving.nii.gz"
+
+
+def assert_recovers_shift(transform_path: Path) -> None:
+    transform = sitk.ReadTransform(str(transform_path))
+    for point in ([0.0, 0.0, 0.0], [10.0, -12.0, 8.0], [-15.0, 14.0, -9.0]):
+        mapped = np.array(transform.TransformPoint(point))
+        assert np.linalg.norm(mapped - (np.array(point) + SHIFT)) < 1.0, (point, mapped)
+
+
+def test_register_writes_all_outputs_and_recovers_the_shift(pair, tmp_path):
+    fixed, moving = pair
+    out = tmp_path / "out"
+    done = run_cli("register", fixed, moving, "--output-dir", out, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["qc.png", "registered_moving.nrrd", "report.json",
+                                                     "transform.tfm"]
+    assert_recovers_shift(out / "transform.tfm")
+    report = json.loads((out / "report.json").read_text())
+    assert report["passed_sanity_checks"] is True
+    assert report["outputs"]["transform"] == str((out / "transform.tfm").resolve())
+    assert report["inputs"]["fixed"] == str(fixed.resolve())
+    assert report["command"].startswith("knee-register register")
+    resampled, fixed_image = sitk.ReadImage(str(out / "registered_moving.nrrd")), sitk.ReadImage(str(fixed))
+    assert resampled.GetSize() == fixed_image.GetSize() and resampled.GetOrigin() == fixed_image.GetOrigin()
+    assert sitk.ReadImage(str(out / "qc.png")).GetNumberOfComponentsPerPixel() == 3
+    assert "transform (fixed -> moving, LPS)" in done.stdout and "Traceback" not in done.stderr
+    assert "%" in done.stderr  # progress lines (stderr is not a TTY here)
+
+    # An existing output is refused before any work: even the (missing) input is not looked at.
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    again = run_cli("register", fixed.with_name("absent.nrrd"), moving, "--output-dir", out, *FAST)
+    assert again.returncode == 3
+    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert "%" not in again.stderr and "Traceback" not in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+    quiet = run_cli("register", fixed, moving, "--output-dir", out, *FAST, "--overwrite", "--quiet",
+                    "--no-resampled", "--qc-mode", "checkerboard")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout == "" and quiet.stderr == ""
+    assert (out / "transform.tfm").stat().st_mtime_ns > before["transform.tfm"]
+    assert (out / "registered_moving.nrrd").stat().st_mtime_ns == before["registered_moving.nrrd"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_missing_and_bad_inputs_exit_2_without_traceback(pair, tmp_path):
+    fixed, moving = pair
+    missing = run_cli("register", tmp_path / "nope.nrrd", moving, "--output-dir", tmp_path / "out", *FAST)
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: fixed image") and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "junk.tfm").write_text("not a transform\n")
+    bad = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", "--initial-transform",
+                  tmp_path / "junk.tfm")
+    assert bad.returncode == 2 and "not a transform file" in bad.stderr and "Traceback" not in bad.stderr
+    stages = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", "--stages", "Affine")
+    assert stages.returncode == 2 and "first transform stage must be 'Rigid'" in stages.stderr
+    usage = run_cli("register", fixed)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
+
+
+def test_inspect_prints_the_pair_and_the_plan_and_writes_nothing(pair):
+    fixed, moving = pair
+    before = sorted(p.name for p in fixed.parent.iterdir())
+    done = run_cli("inspect", fixed, moving, *FAST, cwd=fixed.parent)
+    assert done.returncode == 0, done.stderr
+    assert "fixed: 60 x 60 x 60 voxels of 1 x 1 x 1 mm" in done.stdout
+    assert "plan (fast-preview):" in done.stdout and done.stdout.count("\n  - ") >= 2
+    assert sorted(p.name for p in fixed.parent.iterdir()) == before
+
+
+def write_dicom_series(image: sitk.Image, folder: Path, uid: str, description: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetSize()[2]):
+        piece = image[:, :, k]
+        for tag, value in (("0008|0060", "MR"), ("0008|103e", description), ("0020|000e", uid),
+                           ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0020|0013", str(k + 1)),
+                           ("0008|0018", f"{uid}.{k + 1}"),
+                           ("0020|0032", "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint(
+                               (0, 0, k))))):
+            piece.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{description[:2]}{k:03d}.dcm"))
+        writer.Execute(piece)
+
+
+def test_dicom_folder_with_two_series(pair, tmp_path):
+    fixed, _ = pair
+    moving = remapped_moving(sitk.ReadImage(str(fixed)))
+    moving = sitk.Cast(sitk.RescaleIntensity(moving, 0, 3000), sitk.sitkInt16)
+    write_dicom_series(moving, tmp_path / "dicom", "1.2.826.0.1.3680043.2.1125.71", "T2 knee")
+    write_dicom_series(moving[:, :, 10:30], tmp_path / "dicom", "1.2.826.0.1.3680043.2.1125.72", "PD slab")
+    listing = run_cli("list-series", tmp_path / "dicom")
+    assert listing.returncode == 0
+    for text in ("2 DICOM series", "60 slices", "20 slices", "T2 knee", "PD slab"):
+        assert text in listing.stdout
+    ambiguous = run_cli("register", fixed, tmp_path / "dicom", "--output-dir", tmp_path / "out", *FAST)
+    assert ambiguous.returncode == 2 and "Traceback" not in ambiguous.stderr
+    assert "1.2.826.0.1.3680043.2.1125.71" in ambiguous.stderr
+    assert "1.2.826.0.1.3680043.2.1125.72" in ambiguous.stderr
+    assert "--moving-series-uid" in ambiguous.stderr
+    chosen = run_cli("register", fixed, tmp_path / "dicom", "--output-dir", tmp_path / "out", *FAST,
+                     "--moving-series-uid", "1.2.826.0.1.3680043.2.1125.71", "--resample-spacing", "2")
+    assert chosen.returncode == 0, chosen.stderr
+    assert_recovers_shift(tmp_path / "out" / "transform.tfm")
+    resampled = sitk.ReadImage(str(tmp_path / "out" / "registered_moving.nrrd"))
+    assert resampled.GetSize() == (30, 30, 30) and resampled.GetSpacing() == (2.0, 2.0, 2.0)
+    assert resampled.GetPixelID() == sitk.sitkInt16
+
+
+def test_resample_reference_keeps_the_field_of_view(rotation):
+    from MultimodalKneeRegistrationLib.cli import AUTO_RESAMPLE_VOXELS, resample_reference
+    from MultimodalKneeRegistrationLib.geometry import corner_points
+
+    fixed = blob_image(40)
+    fixed.SetDirection(rotation((1, 2, 3), 25).ravel().tolist())
+    coarse = resample_reference(fixed, 2.5)
+    assert coarse.GetSize() == (16, 16, 16) and coarse.GetSpacing() == (2.5, 2.5, 2.5)
+    np.testing.assert_allclose(corner_points(coarse), corner_points(fixed), atol=1e-6)
+    assert resample_reference(fixed, 0.5) is None and resample_reference(fixed, None) is None
+    huge = sitk.Image([512, 512, 260], sitk.sitkUInt8)  # 68 M voxels: above the automatic limit
+    huge.SetSpacing((0.3, 0.3, 0.6))
+    auto = resample_reference(huge, None)
+    assert 0.8 * AUTO_RESAMPLE_VOXELS < auto.GetNumberOfPixels() <= AUTO_RESAMPLE_VOXELS
+    assert np.abs(corner_points(auto) - corner_points(huge)).max() < max(auto.GetSpacing())
+
+
+def test_failed_sanity_checks_write_the_report_but_no_transform(pair, tmp_path):
+    fixed, _ = pair
+    scaled = tmp_path / "scaled.nrrd"  # 1.5x larger anatomy: an affine fit scales beyond the sanity limit
+    sitk.WriteImage(remapped_moving(sitk.ReadImage(str(fixed)), shift=(0, 0, 0), scale=1.5, grid=90),
+                    str(scaled))
+    affine = [*FAST, "--stages", "Rigid,Affine", "--init-mode", "useGeometryAlign"]
+    failed = run_cli("register", fixed, scaled, "--output-dir", tmp_path / "out", *affine)
+    assert failed.returncode == 4, failed.stderr
+    assert "sanity checks" in failed.stderr and "No transform was written" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["qc.png", "report.json"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["passed_sanity_checks"] is False
+    assert report["result"]["sanity"]["scale_factors"]["passed"] is False
+    forced = run_cli("register", fixed, scaled, "--output-dir", tmp_path / "forced", *affine,
+                     "--no-fail-on-sanity", "--no-resampled")
+    assert forced.returncode == 0, forced.stderr
+    assert "FAILED its sanity checks" in forced.stderr
+    assert (tmp_path / "forced" / "transform.tfm").is_file()
+
+
+def test_ctrl_c_exits_130_and_writes_nothing(pair, tmp_path):
+    fixed, _ = pair
+    scaled = tmp_path / "scaled.nrrd"
+    sitk.WriteImage(remapped_moving(sitk.ReadImage(str(fixed)), scale=1.2, grid=80), str(scaled))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_PARENT))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "MultimodalKneeRegistrationLib", "register", str(fixed), str(scaled),
+         "--output-dir", str(tmp_path / "out"), "--stages", "Rigid,Affine"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    for line in process.stderr:  # wait until the registration itself runs
+        lines.append(line)
+        if "initialising" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest_out, rest_err = process.communicate(timeout=120)
+    assert process.returncode == 130, "".join(lines) + rest_err
+    assert "cancelled" in rest_err and "Traceback" not in rest_err
+    assert not (tmp_path / "out" / "transform.tfm").exists()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+
+
+def test_progress_bar_on_a_terminal(pair, tmp_path):
+    fixed, moving = pair
+    controller, terminal = pty.openpty()
+    chunks = []
+    reader = threading.Thread(target=lambda: _drain(controller, chunks), daemon=True)
+    reader.start()
+    done = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", *FAST, stderr=terminal,
+                   stdout=subprocess.PIPE)
+    os.close(terminal)
+    reader.join(timeout=10)
+    text = b"".join(chunks).decode(errors="replace")
+    assert done.returncode == 0, text
+    assert "\r[" in text and "#" * 30 + "] 100%" in text
+
+
+def _drain(fd: int, chunks: list) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            return
+        if not data:
+            return
+        chunks.append(data)
