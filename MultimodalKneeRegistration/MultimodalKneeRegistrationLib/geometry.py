@@ -38,10 +38,10 @@ class Box:
     def center(self) -> np.ndarray:
         return (self.lower + self.upper) / 2.0
 
-    def intersect(self, other: "Box") -> "Box":
+    def intersect(self, other: Box) -> Box:
         return Box(np.maximum(self.lower, other.lower), np.minimum(self.upper, other.upper))
 
-    def grow(self, margin_mm: float) -> "Box":
+    def grow(self, margin_mm: float) -> Box:
         return Box(self.lower - margin_mm, self.upper + margin_mm)
 
     def to_dict(self) -> dict:

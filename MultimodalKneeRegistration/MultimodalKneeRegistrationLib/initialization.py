@@ -98,8 +98,8 @@ def search_start_pose(
     large = downsample(other, shrink_factors_for_spacing(other.GetSpacing(), search_spacing_mm))
     scorer = MutualInformationScorer(small, large)
     start_matrix = transform_to_matrix(start)
-    center = _foreground_centroid(small)
-    other_centroid = _foreground_centroid(large)
+    center = foreground_centroid(small)
+    other_centroid = foreground_centroid(large)
     start_inverse = np.linalg.inv(start_matrix)
 
     def pose(rotation: np.ndarray, shift: np.ndarray) -> sitk.VersorRigid3DTransform:
@@ -115,14 +115,20 @@ def search_start_pose(
     shifts = [np.zeros(3), centroid_shift(identity)]
     shifts.append(apply_matrix(start_inverse, image_center(large)[None])[0] - image_center(small))
     shifts.extend(_local_shift_grid(small))
-    if overlap_fraction(small, large, start) < 0.5:
-        shifts.extend(_shifts_covering(large, small, start_inverse, center))
-    scored = []
-    for shift in shifts:
-        scored.append((scorer.score(pose(identity, shift)), shift))
+    step = 0.0
+    if settings.search_whole_field or overlap_fraction(small, large, start) < 0.5:
+        covering, step = _shifts_covering(large, small, start_inverse, center)
+        shifts.extend(covering)
+    scored = [(scorer.score(pose(identity, shift)), shift) for shift in shifts]
     start_score = scored[0][0]
     scored.sort(key=lambda item: -item[0])
     kept = _distinct([s for _, s in scored], _KEEP_TRANSLATIONS, min_distance=search_spacing_mm)
+    if step > 0:  # the covering grid is coarse: search finer around its best positions
+        finer = [k + np.array(d) * step / 3.0 for k in kept for d in itertools.product((-1, 0, 1), repeat=3)]
+        rescored = [(scorer.score(pose(identity, shift)), shift) for shift in finer]
+        scored.extend(rescored)
+        rescored.sort(key=lambda item: -item[0])
+        kept = _distinct([s for _, s in rescored], _KEEP_TRANSLATIONS, min_distance=search_spacing_mm)
     _check_cancel(should_cancel)
 
     poses: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
@@ -188,7 +194,7 @@ def _voxels(image: sitk.Image) -> int:
     return int(np.prod(image.GetSize()))
 
 
-def _foreground_centroid(image: sitk.Image) -> np.ndarray:
+def foreground_centroid(image: sitk.Image) -> np.ndarray:
     stats = sitk.LabelShapeStatisticsImageFilter()
     try:
         stats.Execute(foreground_mask(image))
@@ -200,17 +206,22 @@ def _foreground_centroid(image: sitk.Image) -> np.ndarray:
 
 
 def _local_shift_grid(small: sitk.Image) -> List[np.ndarray]:
-    step = np.minimum(physical_box(small).size / 4.0, 20.0)
-    return [np.array(d) * step for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+    """Positions around the start: +/-20 mm for large images, +/-24 mm in 2 rings for small ones
+    (a 40 mm micro-CT 20 mm off overlaps its true place too little for the optimiser alone)."""
+    size = physical_box(small).size
+    if size.max() >= 80.0:
+        return [np.array(d) * 20.0 for d in itertools.product((-1, 0, 1), repeat=3) if any(d)]
+    step = np.maximum(size / 4.0, 6.0) * 1.2
+    return [np.array(d) * step for d in itertools.product((-2, -1, 0, 1, 2), repeat=3) if any(d)]
 
 
-def _shifts_covering(large, small, start_inverse, center) -> List[np.ndarray]:
-    """Shifts placing the small image's centre on a grid over the large image (no-overlap starts)."""
+def _shifts_covering(large, small, start_inverse, center) -> Tuple[List[np.ndarray], float]:
+    """Shifts placing the small image's centre on a grid over the large image, and the grid step."""
     box = physical_box(large)
-    step = max(float(physical_box(small).size.max()) / 2.0, float(box.size.max()) / 8.0)
+    step = max(float(physical_box(small).size.max()) / 2.0, float(box.size.max()) / 10.0)
     axes = [np.arange(lo + step / 2, hi, step) for lo, hi in zip(box.lower, box.upper)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
-    return list(apply_matrix(start_inverse, points) - center)
+    return list(apply_matrix(start_inverse, points) - center), step
 
 
 def _distinct(shifts: List[np.ndarray], count: int, min_distance: float) -> List[np.ndarray]:

@@ -19,6 +19,10 @@ from .errors import InputError
 INITIALIZE_MODES = ("search", "useGeometryAlign", "useMomentsAlign", "Off")
 #: BRAINSFit's transform stages we support, in the order they run.
 TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
+#: Optimisers of the SimpleITK engine: conjugate gradients with a line search (default: it does not
+#: stall in the curved rotation/translation valleys where BRAINSFit's regular-step descent stops
+#: early), or BRAINSFit's own RegularStepGradientDescent.
+OPTIMIZERS = ("ConjugateGradientLineSearch", "RegularStepGradientDescent")
 
 
 @dataclass(frozen=True)
@@ -41,17 +45,22 @@ class RegistrationSettings:
     #: Fraction of working voxels the metric samples (None: enough for ``min_metric_samples``).
     sampling_percentage: Optional[float] = None
     min_metric_samples: int = 60_000
-    max_metric_samples: int = 250_000
-    number_of_iterations: int = 200
+    max_metric_samples: int = 120_000
+    number_of_iterations: int = 15
     number_of_histogram_bins: int = 50
     initialize_transform_mode: str = "search"
     #: Largest rotation (degrees) the multi-start search explores around the start.
     search_max_angle_deg: float = 60.0
     search_angle_step_deg: float = 25.0
+    #: Also look for the small image anywhere in the large one (micro-CT headers share no
+    #: coordinate system with the MRI; otherwise only used when the images do not overlap).
+    search_whole_field: bool = False
     transform_stages: Tuple[str, ...] = ("Rigid",)
     #: Shrink factors of the multi-resolution pyramid, relative to the working images.
-    shrink_factors: Tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas_mm: Tuple[float, ...] = (2.0, 1.0, 0.0)
+    #: The multi-start search already plays the coarse levels, so one level usually suffices.
+    shrink_factors: Tuple[int, ...] = (1,)
+    smoothing_sigmas_mm: Tuple[float, ...] = (0.0,)
+    optimizer: str = "ConjugateGradientLineSearch"
     max_step_mm: float = 2.0
     min_step_mm: float = 0.005
     relaxation_factor: float = 0.6
@@ -80,6 +89,8 @@ class RegistrationSettings:
                 f"transform_stages {self.transform_stages!r} is not a list of {', '.join(TRANSFORM_STAGES)}",
                 "give at least one stage, for example ('Rigid',) or ('Rigid', 'Affine')",
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise InputError(f"unknown optimizer {self.optimizer!r}", f"use one of {', '.join(OPTIMIZERS)}")
         if self.transform_stages[0] != "Rigid":
             raise InputError("the first transform stage must be 'Rigid'", "start the stages with 'Rigid'")
         if self.sampling_percentage is not None and not 0.0 < self.sampling_percentage <= 1.0:
@@ -113,15 +124,13 @@ PRESETS = {
         roi_margin_mm=10.0,
         max_working_spacing_mm=1.0,
         working_voxel_budget=2_000_000,
-        number_of_iterations=300,
+        number_of_iterations=40,
     ),
     "fast-preview": RegistrationSettings(
         preset="fast-preview",
         working_voxel_budget=400_000,
         max_working_spacing_mm=2.5,
-        shrink_factors=(2, 1),
-        smoothing_sigmas_mm=(2.0, 0.0),
-        number_of_iterations=80,
+        number_of_iterations=15,
         min_metric_samples=20_000,
         max_metric_samples=60_000,
         search_angle_step_deg=30.0,

@@ -69,7 +69,7 @@ class SimpleITKEngine:
         progress: Optional[ProgressCallback] = None,
         should_cancel: Optional[CancelCheck] = None,
     ) -> EngineOutput:
-        transform: sitk.Transform = sitk.VersorRigid3DTransform(initial)
+        transform: sitk.Transform = _centred_on_object(initial, fixed)
         stages: List[StageResult] = []
         count = len(plan.transform_stages)
         for number, stage in enumerate(plan.transform_stages):
@@ -112,13 +112,27 @@ class SimpleITKEngine:
         method.SetMetricSamplingStrategy(method.RANDOM)
         method.SetMetricSamplingPercentagePerLevel(per_level, settings.random_seed)
         method.SetInterpolator(sitk.sitkLinear)
-        method.SetOptimizerAsRegularStepGradientDescent(
-            learningRate=settings.max_step_mm,
-            minStep=settings.min_step_mm,
-            numberOfIterations=plan.number_of_iterations,
-            relaxationFactor=settings.relaxation_factor,
-            gradientMagnitudeTolerance=1e-12,
-        )
+        if settings.optimizer == "RegularStepGradientDescent":
+            method.SetOptimizerAsRegularStepGradientDescent(
+                learningRate=settings.max_step_mm,
+                minStep=settings.min_step_mm,
+                numberOfIterations=plan.number_of_iterations,
+                relaxationFactor=settings.relaxation_factor,
+                gradientMagnitudeTolerance=1e-12,
+            )
+        else:
+            method.SetOptimizerAsConjugateGradientLineSearch(
+                learningRate=1.0,
+                numberOfIterations=plan.number_of_iterations,
+                convergenceMinimumValue=1e-6,
+                convergenceWindowSize=5,
+                lineSearchLowerLimit=0.0,
+                lineSearchUpperLimit=3.0,
+                lineSearchEpsilon=0.05,
+                lineSearchMaximumIterations=8,
+                estimateLearningRate=method.Once,
+                maximumStepSizeInPhysicalUnits=settings.max_step_mm,
+            )
         method.SetOptimizerScalesFromPhysicalShift()
         method.SetShrinkFactorsPerLevel(shrink)
         method.SetSmoothingSigmasPerLevel(sigmas)
@@ -147,6 +161,15 @@ class SimpleITKEngine:
         method.AddCommand(sitk.sitkIterationEvent, on_iteration)
         method.AddCommand(sitk.sitkMultiResolutionIterationEvent, on_level)
         return cancelled
+
+
+def _centred_on_object(initial: sitk.Transform, fixed: sitk.Image) -> sitk.VersorRigid3DTransform:
+    """Same pose, rotation centre on the sampled object's centroid: rotations then barely move
+    the object as a whole, which decouples them from translations for the optimiser."""
+    from ..geometry import transform_to_matrix
+    from ..initialization import foreground_centroid, rigid_from_matrix
+
+    return rigid_from_matrix(transform_to_matrix(initial), foreground_centroid(fixed))
 
 
 def _short(error: Exception) -> str:
