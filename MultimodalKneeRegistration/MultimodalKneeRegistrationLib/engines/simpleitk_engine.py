@@ -125,7 +125,7 @@ class SimpleITKEngine:
                 learningRate=1.0,
                 numberOfIterations=plan.number_of_iterations,
                 convergenceMinimumValue=1e-6,
-                convergenceWindowSize=5,
+                convergenceWindowSize=10,
                 lineSearchLowerLimit=0.0,
                 lineSearchUpperLimit=3.0,
                 lineSearchEpsilon=0.05,

@@ -1,0 +1,183 @@
+"""The BRAINSFit parameters that reproduce a registration plan, keyed exactly as in BRAINSFit.xml.
+
+Why: the forum user's BRAINSFit runs failed on defaults (``samplingPercentage`` 0.002, geometry
+initialisation, 1500 iterations at 0.2 mm steps). The plan already knows the right values; this
+module writes them in BRAINSFit's own vocabulary, as the dictionary ``slicer.cli.run(
+slicer.modules.brainsfit, None, parameters)`` takes. It is pure (no Slicer import) so the mapping is
+tested outside Slicer; the Slicer side passes node IDs, a command line would pass file paths.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+from .errors import InputError
+from .settings import TRANSFORM_STAGES
+
+#: Parameter names (``<name>`` elements of BRAINSFit.xml) this module may emit.
+BRAINSFIT_PARAMETER_NAMES = frozenset(
+    {
+        "fixedVolume",
+        "movingVolume",
+        "linearTransform",
+        "outputVolume",
+        "initialTransform",
+        "initializeTransformMode",
+        "useRigid",
+        "useScaleVersor3D",
+        "useScaleSkewVersor3D",
+        "useAffine",
+        "useBSpline",
+        "samplingPercentage",
+        "numberOfIterations",
+        "numberOfHistogramBins",
+        "maskProcessingMode",
+        "fixedBinaryVolume",
+        "movingBinaryVolume",
+        "maximumStepLength",
+        "minimumStepLength",
+        "relaxationFactor",
+        "translationScale",
+        "costMetric",
+        "numberOfThreads",
+        "interpolationMode",
+        "outputVolumePixelType",
+        "histogramMatch",
+        "backgroundFillValue",
+    }
+)
+#: ``initializeTransformMode`` values BRAINSFit accepts.
+BRAINSFIT_INITIALIZE_MODES = (
+    "Off",
+    "useMomentsAlign",
+    "useCenterOfHeadAlign",
+    "useGeometryAlign",
+    "useCenterOfROIAlign",
+)
+#: Our stage name -> BRAINSFit's boolean flag that switches the stage on.
+STAGE_FLAGS = {"Rigid": "useRigid", "ScaleVersor3D": "useScaleVersor3D", "Affine": "useAffine"}
+#: BRAINSFit's own default (1 radian weighs like 1000 mm); kept explicit so a run is reproducible.
+TRANSLATION_SCALE = 1000.0
+#: BRAINSFit's own iteration cap. Its regular-step descent stops by itself once the step falls below
+#: ``minimumStepLength``; the cap only has to be high enough not to cut that short. The plan's count
+#: is used as it is when the core's engine uses the same optimiser (``RegularStepGradientDescent``);
+#: a line-search optimiser needs far fewer iterations, which would stop BRAINSFit early.
+BRAINSFIT_ITERATION_CAP = 1500
+
+
+def brainsfit_parameters(
+    plan,
+    settings,
+    *,
+    fixed_volume: str,
+    moving_volume: str,
+    linear_transform: str,
+    initial_transform: Optional[str] = None,
+    fixed_voxel_count: Optional[int] = None,
+    fixed_mask: Optional[str] = None,
+    moving_mask: Optional[str] = None,
+    output_volume: Optional[str] = None,
+) -> Dict[str, Any]:
+    """BRAINSFit parameters (BRAINSFit.xml names) for ``plan`` on the given inputs and outputs.
+
+    ``fixed_volume`` etc. are whatever BRAINSFit's caller uses to name data: MRML node IDs for
+    ``slicer.cli.run``, file paths for a command line. ``fixed_voxel_count`` is the number of voxels
+    of the fixed image *as handed to BRAINSFit* (after cropping/downsampling): BRAINSFit samples a
+    fraction of the fixed voxels, so the plan's sample count is turned into that fraction here.
+    With ``initial_transform`` the initialisation is ours, so ``initializeTransformMode`` is "Off"
+    (BRAINSFit rejects a transform plus a mode); without one the plan's BRAINSFit mode is used, and
+    our multi-start "search" must have run first.
+
+    Example:
+        >>> params = brainsfit_parameters(plan, settings, fixed_volume="vtkMRMLScalarVolumeNode1",
+        ...     moving_volume="vtkMRMLScalarVolumeNode2", linear_transform="vtkMRMLLinearTransformNode4",
+        ...     initial_transform="vtkMRMLLinearTransformNode3",
+        ...     fixed_voxel_count=2_000_000)  # doctest: +SKIP
+        >>> params["initializeTransformMode"], params["samplingPercentage"]  # doctest: +SKIP
+        ('Off', 0.05)
+    """
+    for name, value in (
+        ("fixed_volume", fixed_volume),
+        ("moving_volume", moving_volume),
+        ("linear_transform", linear_transform),
+    ):
+        if not value:
+            raise InputError(
+                f"BRAINSFit needs {name.replace('_', ' ')}", f"pass a node ID or a path as {name}"
+            )
+    stages = tuple(plan.transform_stages)
+    unknown = [s for s in stages if s not in STAGE_FLAGS]
+    if not stages or unknown:
+        raise InputError(
+            f"transform stages {stages!r} cannot be run by BRAINSFit",
+            f"use stages from {', '.join(TRANSFORM_STAGES)}",
+        )
+    if (fixed_mask is None) != (moving_mask is None):
+        raise InputError(
+            "BRAINSFit's ROI masking needs both a fixed and a moving mask", "give both or neither"
+        )
+
+    parameters: Dict[str, Any] = {
+        "fixedVolume": fixed_volume,
+        "movingVolume": moving_volume,
+        "linearTransform": linear_transform,
+        "initializeTransformMode": _initialize_mode(plan.initialize_transform_mode, initial_transform),
+        "samplingPercentage": _sampling_fraction(plan, fixed_voxel_count),
+        "numberOfIterations": _iterations(plan, settings),
+        "numberOfHistogramBins": int(plan.number_of_histogram_bins),
+        "maximumStepLength": float(settings.max_step_mm),
+        "minimumStepLength": float(settings.min_step_mm),
+        "relaxationFactor": float(settings.relaxation_factor),
+        "translationScale": TRANSLATION_SCALE,
+        "costMetric": "MMI",
+        "histogramMatch": False,
+        "maskProcessingMode": "ROI" if fixed_mask is not None else "NOMASK",
+        "numberOfThreads": int(settings.number_of_threads) if settings.number_of_threads else -1,
+    }
+    for stage, flag in STAGE_FLAGS.items():
+        parameters[flag] = stage in stages
+    if initial_transform is not None:
+        parameters["initialTransform"] = initial_transform
+    if fixed_mask is not None:
+        parameters["fixedBinaryVolume"] = fixed_mask
+        parameters["movingBinaryVolume"] = moving_mask
+    if output_volume is not None:
+        parameters["outputVolume"] = output_volume
+        parameters["interpolationMode"] = "Linear"
+        parameters["outputVolumePixelType"] = "float"
+    return parameters
+
+
+def _initialize_mode(plan_mode: str, initial_transform: Optional[str]) -> str:
+    if initial_transform is not None:
+        return "Off"
+    if plan_mode == "search":
+        raise InputError(
+            "the 'search' initialisation runs before BRAINSFit, not inside it",
+            "run initialize_transform() first and pass its result as initial_transform",
+        )
+    if plan_mode not in BRAINSFIT_INITIALIZE_MODES:
+        raise InputError(
+            f"BRAINSFit has no initializeTransformMode {plan_mode!r}",
+            f"use one of {', '.join(BRAINSFIT_INITIALIZE_MODES)}",
+        )
+    return plan_mode
+
+
+def _iterations(plan, settings) -> int:
+    if getattr(settings, "optimizer", "RegularStepGradientDescent") == "RegularStepGradientDescent":
+        return int(plan.number_of_iterations)
+    return max(int(plan.number_of_iterations), BRAINSFIT_ITERATION_CAP)
+
+
+def _sampling_fraction(plan, fixed_voxel_count: Optional[int]) -> float:
+    """The fraction of BRAINSFit's fixed voxels that gives the plan's number of metric samples."""
+    if fixed_voxel_count is None:
+        fraction = float(plan.sampling_percentage)
+    else:
+        if fixed_voxel_count < 1:
+            raise InputError("the fixed image handed to BRAINSFit has no voxels", "check the crop region")
+        fraction = float(plan.metric_samples) / float(fixed_voxel_count)
+    if not fraction > 0.0:
+        raise InputError("the plan samples no voxels", "raise sampling_percentage or min_metric_samples")
+    return round(min(1.0, fraction), 6)

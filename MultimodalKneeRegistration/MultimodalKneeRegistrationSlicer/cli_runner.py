@@ -1,0 +1,106 @@
+"""The one place that runs a Slicer CLI module (BRAINSFit): it checks the outcome and cleans up.
+
+Why: ``slicer.cli.runSync`` does not raise when the CLI fails, and the Extension Wizard template
+deletes the CLI node without looking at its status, so a failed BRAINSFit passes silently and the
+user sees an old or identity transform. Here every run is checked with
+``cliNode.GetStatus() & cliNode.ErrorsMask``, a failure raises ``RegistrationFailedError`` with the
+end of ``GetErrorText()``, a cancelled run raises ``CancelledError``, and the CLI node plus the
+caller's temporary nodes are removed in ``finally``, whatever happened.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, Iterable, Optional
+
+from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError
+
+from .temporary_nodes import removeNodes
+
+ProgressCallback = Callable[[float, str], None]
+
+
+def _defaultRun():
+    import slicer
+
+    return slicer.cli.run
+
+
+def _defaultProcessEvents() -> Optional[Callable[[], None]]:
+    try:
+        import slicer
+    except ImportError:
+        return None
+    app = getattr(slicer, "app", None)
+    return app.processEvents if app is not None else None
+
+
+def errorSummary(errorText: str, maxLines: int = 4, maxChars: int = 600) -> str:
+    """The last few meaningful lines of a CLI's error output (ITK prints the cause last)."""
+    lines = [line.strip() for line in (errorText or "").splitlines() if line.strip()]
+    text = " | ".join(lines[-maxLines:])
+    return text[-maxChars:] if text else "no error message"
+
+
+def runCliModule(
+    module,
+    parameters: Dict[str, Any],
+    *,
+    scene,
+    title: str = "CLI module",
+    temporaryNodes: Iterable = (),
+    progress: Optional[ProgressCallback] = None,
+    shouldCancel: Optional[Callable[[], bool]] = None,
+    runFunction: Optional[Callable[..., Any]] = None,
+    processEvents: Optional[Callable[[], None]] = None,
+    pollSeconds: float = 0.1,
+) -> str:
+    """Run ``module`` with ``parameters``; return its standard output or raise. Always cleans up.
+
+    The CLI runs in the background while this function keeps the application responsive
+    (``processEvents``), reports ``progress`` and asks ``cliNode.Cancel()`` once ``shouldCancel()``
+    turns true. ``runFunction`` defaults to ``slicer.cli.run`` (tests pass a fake one, since no
+    CLI binary runs outside Slicer).
+
+    Example:
+        >>> runCliModule(slicer.modules.brainsfit, params, scene=slicer.mrmlScene, title="BRAINSFit",
+        ...              temporaryNodes=[initialTransformNode])  # doctest: +SKIP
+    """
+    run = runFunction or _defaultRun()
+    pump = processEvents if processEvents is not None else _defaultProcessEvents()
+    cliNode = None
+    try:
+        background = pump is not None
+        cliNode = run(module, None, parameters, wait_for_completion=not background, update_display=False)
+        if cliNode is None:
+            raise RegistrationFailedError(
+                f"{title} could not be started", "check that the module is installed"
+            )
+        cancelRequested = False
+        while background and cliNode.IsBusy():
+            pump()
+            if shouldCancel is not None and not cancelRequested and shouldCancel():
+                cliNode.Cancel()
+                cancelRequested = True
+            if progress is not None:
+                progress(min(1.0, max(0.0, cliNode.GetProgress() / 100.0)), f"{title} running")
+            time.sleep(pollSeconds)
+        status = cliNode.GetStatus()
+        if status == cliNode.Cancelled or (cancelRequested and status != cliNode.Completed):
+            raise CancelledError(f"{title} was cancelled", "nothing was written")
+        if status & cliNode.ErrorsMask:
+            raise RegistrationFailedError(
+                f"{title} failed ({cliNode.GetStatusString()}): {errorSummary(cliNode.GetErrorText())}",
+                "the full message is in the application's error log; "
+                "try the SimpleITK engine or another preset",
+            )
+        if status != cliNode.Completed:
+            raise RegistrationFailedError(
+                f"{title} ended in state '{cliNode.GetStatusString()}'",
+                "run it again; if it persists, report it with the error log",
+            )
+        if progress is not None:
+            progress(1.0, f"{title} finished")
+        return cliNode.GetOutputText() or ""
+    finally:
+        removeNodes(scene, [cliNode, *temporaryNodes])

@@ -1,0 +1,183 @@
+"""The panel's knobs <-> the core's ``RegistrationSettings``, and the "Copy Python code" script.
+
+Why: the parameter node stores plain values (0 means "let the planner choose"); the core wants a
+validated frozen dataclass. One converter in each direction keeps the panel, the Python console and
+the generated script in agreement. Pure Python (no Slicer import), so it is tested anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+from MultimodalKneeRegistrationLib.errors import InputError
+from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
+
+DEFAULT_PRESET = "mri-ct"
+PRESET_NAMES = list(PRESETS)
+ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]
+#: Panel choice -> transform stages (BRAINSFit's useRigid / useScaleVersor3D / useAffine).
+STAGE_CHOICES = {
+    "Rigid": ("Rigid",),
+    "Rigid, then scale": ("Rigid", "ScaleVersor3D"),
+    "Rigid, then affine": ("Rigid", "Affine"),
+    "Rigid, scale, then affine": ("Rigid", "ScaleVersor3D", "Affine"),
+}
+#: Panel choice -> ``initialize_transform_mode``.
+INITIALIZATION_CHOICES = {
+    "Search (robust)": "search",
+    "Image centres": "useGeometryAlign",
+    "Centres of mass": "useMomentsAlign",
+    "Off (use the start as is)": "Off",
+}
+
+
+def _choiceFor(mapping: Dict[str, Any], value: Any, what: str) -> str:
+    for label, mapped in mapping.items():
+        if mapped == value:
+            return label
+    raise InputError(f"{what} {value!r} cannot be shown in the panel", f"use one of {list(mapping.values())}")
+
+
+def panelValuesFromSettings(settings: RegistrationSettings) -> Dict[str, Any]:
+    """The panel's knob values showing ``settings`` (``None`` -> 0, shown as "auto").
+
+    Example:
+        >>> panelValuesFromSettings(PRESETS["mri-microct-knee"])["roiMarginMm"]
+        10.0
+    """
+    return {
+        "preset": settings.preset,
+        "spacingMultiplier": float(settings.spacing_multiplier or 0.0),
+        "roiMarginMm": float(settings.roi_margin_mm),
+        "samplingPercentage": float(settings.sampling_percentage or 0.0),
+        "numberOfIterations": int(settings.number_of_iterations),
+        "transformStages": _choiceFor(STAGE_CHOICES, tuple(settings.transform_stages), "transform stages"),
+        "initializationMode": _choiceFor(
+            INITIALIZATION_CHOICES, settings.initialize_transform_mode, "initialisation"
+        ),
+    }
+
+
+def settingsFromPanelValues(
+    preset: str,
+    spacingMultiplier: float = 0.0,
+    roiMarginMm: Optional[float] = None,
+    samplingPercentage: float = 0.0,
+    numberOfIterations: Optional[int] = None,
+    transformStages: Optional[str] = None,
+    initializationMode: Optional[str] = None,
+) -> RegistrationSettings:
+    """Validated settings from panel values: the preset, overridden by every knob that is set.
+
+    Raises ``InputError`` (with what to do) for values the core cannot use.
+
+    Example:
+        >>> settingsFromPanelValues("mri-ct", spacingMultiplier=4, numberOfIterations=300).spacing_multiplier
+        4.0
+    """
+    if transformStages is not None and transformStages not in STAGE_CHOICES:
+        raise InputError(f"unknown transform stages {transformStages!r}", f"use one of {list(STAGE_CHOICES)}")
+    if initializationMode is not None and initializationMode not in INITIALIZATION_CHOICES:
+        raise InputError(
+            f"unknown initialisation {initializationMode!r}", f"use one of {list(INITIALIZATION_CHOICES)}"
+        )
+    return settings_for_preset(
+        preset,
+        spacing_multiplier=float(spacingMultiplier) if spacingMultiplier and spacingMultiplier > 0 else None,
+        roi_margin_mm=None if roiMarginMm is None else float(roiMarginMm),
+        sampling_percentage=float(samplingPercentage)
+        if samplingPercentage and samplingPercentage > 0
+        else None,
+        number_of_iterations=None if numberOfIterations is None else int(numberOfIterations),
+        transform_stages=None if transformStages is None else STAGE_CHOICES[transformStages],
+        initialize_transform_mode=None
+        if initializationMode is None
+        else INITIALIZATION_CHOICES[initializationMode],
+    )
+
+
+def settingsFromParameterNode(parameterNode) -> RegistrationSettings:
+    """``settingsFromPanelValues`` with the knobs of the module's parameter node (any object having them)."""
+    return settingsFromPanelValues(
+        parameterNode.preset,
+        spacingMultiplier=parameterNode.spacingMultiplier,
+        roiMarginMm=parameterNode.roiMarginMm,
+        samplingPercentage=parameterNode.samplingPercentage,
+        numberOfIterations=parameterNode.numberOfIterations,
+        transformStages=parameterNode.transformStages,
+        initializationMode=parameterNode.initializationMode,
+    )
+
+
+def settingsOverrides(settings: RegistrationSettings) -> Dict[str, Any]:
+    """The fields of ``settings`` that differ from its preset: ``settings_for_preset(preset, **these)``."""
+    base = PRESETS[settings.preset]
+    return {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(settings)
+        if f.name != "preset" and getattr(settings, f.name) != getattr(base, f.name)
+    }
+
+
+def _nodeExpression(name: Optional[str], className: str) -> str:
+    if not name:
+        return "None"
+    return f"slicer.util.getFirstNodeByClassByName({className!r}, {name!r})"
+
+
+def pythonCodeForRun(
+    fixedName: str,
+    movingName: str,
+    settings: RegistrationSettings,
+    engine: str,
+    *,
+    initialTransformName: Optional[str] = None,
+    roiName: Optional[str] = None,
+    outputTransformName: Optional[str] = None,
+    outputVolumeName: Optional[str] = None,
+    startFromHeaders: bool = False,
+) -> str:
+    """A script that repeats this run from Slicer's Python console (what the forum user asked for).
+
+    Nodes are found by class and name; settings are the preset plus every override, so the script
+    reproduces the exact run and shows which knobs were changed. ``initialTransformName`` is the
+    transform the run started from (the panel's initial transform, or the one the moving volume was
+    under); ``startFromHeaders`` (no start transform) makes the script take the moving volume out of
+    the transform an earlier run put it under, so that it starts where the original run started.
+
+    Example:
+        >>> print(pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK"))  # doctest: +SKIP
+    """
+    if engine not in ENGINE_NAMES:
+        raise InputError(f"unknown engine {engine!r}", f"use one of {ENGINE_NAMES}")
+    overrides = "".join(f",\n    {key}={value!r}" for key, value in settingsOverrides(settings).items())
+    reset = (
+        "moving.SetAndObserveTransformNodeID(None)  # the original run started from the image headers\n"
+        if startFromHeaders and not initialTransformName
+        else ""
+    )
+    return (
+        "# MultimodalKneeRegistration: paste into Slicer's Python console to repeat this registration.\n"
+        "import slicer\n"
+        "from MultimodalKneeRegistration import MultimodalKneeRegistrationLogic\n"
+        "from MultimodalKneeRegistrationLib import settings_for_preset\n"
+        "\n"
+        f"settings = settings_for_preset(\n    {settings.preset!r}{overrides},\n)\n"
+        "logic = MultimodalKneeRegistrationLogic()\n"
+        f"fixed = {_nodeExpression(fixedName, 'vtkMRMLScalarVolumeNode')}\n"
+        f"moving = {_nodeExpression(movingName, 'vtkMRMLScalarVolumeNode')}\n"
+        f"{reset}"
+        "result = logic.register(\n"
+        "    fixed,\n"
+        "    moving,\n"
+        "    settings,\n"
+        f"    engine={engine!r},\n"
+        f"    initialTransformNode={_nodeExpression(initialTransformName, 'vtkMRMLTransformNode')},\n"
+        f"    roiNode={_nodeExpression(roiName, 'vtkMRMLMarkupsROINode')},\n"
+        f"    outputTransformNode={_nodeExpression(outputTransformName, 'vtkMRMLLinearTransformNode')},"
+        "  # None: create a new one\n"
+        f"    outputVolumeNode={_nodeExpression(outputVolumeName, 'vtkMRMLScalarVolumeNode')},\n"
+        ")\n"
+        "print(result.summary())\n"
+    )

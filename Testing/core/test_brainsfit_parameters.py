@@ -1,0 +1,242 @@
+"""The plan -> BRAINSFit parameter mapping (pure; the BRAINSFit binary is not needed)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.brainsfit_parameters import (
+    BRAINSFIT_ITERATION_CAP,
+    BRAINSFIT_PARAMETER_NAMES,
+    TRANSLATION_SCALE,
+    brainsfit_parameters,
+)
+from MultimodalKneeRegistrationLib.errors import InputError
+from MultimodalKneeRegistrationLib.planning import plan_registration
+from MultimodalKneeRegistrationLib.settings import settings_for_preset
+
+#: Every ``<name>`` of BRAINSFit.xml (BRAINSTools, as shipped with Slicer 5.x), the names
+#: ``slicer.cli.run(slicer.modules.brainsfit, None, parameters)`` accepts.
+BRAINSFIT_XML_NAMES = {
+    "fixedVolume",
+    "movingVolume",
+    "samplingPercentage",
+    "splineGridSize",
+    "linearTransform",
+    "bsplineTransform",
+    "outputVolume",
+    "initialTransform",
+    "initializeTransformMode",
+    "useRigid",
+    "useScaleVersor3D",
+    "useScaleSkewVersor3D",
+    "useAffine",
+    "useBSpline",
+    "useSyN",
+    "useComposite",
+    "maskProcessingMode",
+    "fixedBinaryVolume",
+    "movingBinaryVolume",
+    "outputFixedVolumeROI",
+    "outputMovingVolumeROI",
+    "useROIBSpline",
+    "histogramMatch",
+    "medianFilterSize",
+    "removeIntensityOutliers",
+    "fixedVolume2",
+    "movingVolume2",
+    "outputVolumePixelType",
+    "backgroundFillValue",
+    "scaleOutputValues",
+    "interpolationMode",
+    "numberOfIterations",
+    "maximumStepLength",
+    "minimumStepLength",
+    "relaxationFactor",
+    "translationScale",
+    "reproportionScale",
+    "skewScale",
+    "maxBSplineDisplacement",
+    "fixedVolumeTimeIndex",
+    "movingVolumeTimeIndex",
+    "numberOfHistogramBins",
+    "numberOfMatchPoints",
+    "costMetric",
+    "maskInferiorCutOffFromCenter",
+    "ROIAutoDilateSize",
+    "ROIAutoClosingSize",
+    "numberOfSamples",
+    "strippedOutputTransform",
+    "transformType",
+    "outputTransform",
+    "initializeRegistrationByCurrentGenericTransform",
+    "failureExitCode",
+    "writeTransformOnFailure",
+    "numberOfThreads",
+    "debugLevel",
+    "costFunctionConvergenceFactor",
+    "projectedGradientTolerance",
+    "maximumNumberOfEvaluations",
+    "maximumNumberOfCorrections",
+    "UseDebugImageViewer",
+    "PromptAfterImageSend",
+    "metricSamplingStrategy",
+    "logFileReport",
+    "writeOutputTransformInFloat",
+}
+IDS = dict(
+    fixed_volume="vtkMRMLScalarVolumeNode1",
+    moving_volume="vtkMRMLScalarVolumeNode2",
+    linear_transform="vtkMRMLLinearTransformNode3",
+)
+
+
+def _grid(size, spacing):
+    image = sitk.Image(list(size), sitk.sitkInt16)
+    image.SetSpacing(spacing)
+    return image
+
+
+@pytest.fixture
+def microct_mri_plan():
+    """micro-CT (0.05 mm, small field of view) fixed, MRI (0.5 x 0.5 x 2 mm, large) moving."""
+    settings = settings_for_preset("mri-microct-knee")
+    plan = plan_registration(
+        _grid((400, 400, 400), (0.05, 0.05, 0.05)), _grid((320, 320, 60), (0.5, 0.5, 2.0)), settings
+    )
+    return plan, settings
+
+
+def test_every_key_is_a_brainsfit_xml_parameter(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    assert BRAINSFIT_PARAMETER_NAMES <= BRAINSFIT_XML_NAMES
+    params = brainsfit_parameters(
+        plan,
+        settings,
+        initial_transform="T0",
+        fixed_voxel_count=10**6,
+        fixed_mask="M1",
+        moving_mask="M2",
+        output_volume="V",
+        **IDS,
+    )
+    assert set(params) <= BRAINSFIT_PARAMETER_NAMES
+    assert {k: params[k] for k in ("fixedVolume", "movingVolume", "linearTransform")} == {
+        "fixedVolume": IDS["fixed_volume"],
+        "movingVolume": IDS["moving_volume"],
+        "linearTransform": IDS["linear_transform"],
+    }
+
+
+def test_our_start_turns_brainsfit_initialisation_off(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    params = brainsfit_parameters(plan, settings, initial_transform="vtkMRMLLinearTransformNode9", **IDS)
+    assert params["initializeTransformMode"] == "Off"
+    assert params["initialTransform"] == "vtkMRMLLinearTransformNode9"
+
+
+def test_search_mode_needs_our_initial_transform_and_brainsfit_modes_pass_through(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    assert plan.initialize_transform_mode == "search"
+    with pytest.raises(InputError, match="runs before BRAINSFit"):
+        brainsfit_parameters(plan, settings, **IDS)
+    moments = dataclasses.replace(plan, initialize_transform_mode="useMomentsAlign")
+    params = brainsfit_parameters(moments, settings, **IDS)
+    assert params["initializeTransformMode"] == "useMomentsAlign" and "initialTransform" not in params
+
+
+def test_sampling_fraction_gives_the_plans_number_of_samples(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    fixedVoxels = 1_234_567
+    params = brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=fixedVoxels, **IDS)
+    assert params["samplingPercentage"] == pytest.approx(plan.metric_samples / fixedVoxels, abs=1e-6)
+    assert params["samplingPercentage"] * fixedVoxels == pytest.approx(plan.metric_samples, rel=1e-4)
+    assert params["samplingPercentage"] > 0.002 * 10  # far above BRAINSFit's default that failed
+    tiny = brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=1000, **IDS)
+    assert tiny["samplingPercentage"] == 1.0
+    plain = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
+    assert plain["samplingPercentage"] == pytest.approx(plan.sampling_percentage, abs=1e-6)
+    with pytest.raises(InputError, match="no voxels"):
+        brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=0, **IDS)
+
+
+def test_optimizer_values_come_from_plan_and_settings(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    settings = settings.replace(number_of_threads=3, max_step_mm=1.5, min_step_mm=0.01, relaxation_factor=0.7)
+    params = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
+    regular = settings.replace(optimizer="RegularStepGradientDescent", number_of_iterations=321)
+    assert (
+        brainsfit_parameters(
+            dataclasses.replace(plan, number_of_iterations=321), regular, initial_transform="T", **IDS
+        )["numberOfIterations"]
+        == 321
+    )
+    lineSearch = settings.replace(optimizer="ConjugateGradientLineSearch")
+    assert (
+        brainsfit_parameters(
+            dataclasses.replace(plan, number_of_iterations=40), lineSearch, initial_transform="T", **IDS
+        )["numberOfIterations"]
+        == BRAINSFIT_ITERATION_CAP
+    )
+    assert params["numberOfHistogramBins"] == plan.number_of_histogram_bins
+    assert (params["maximumStepLength"], params["minimumStepLength"], params["relaxationFactor"]) == (
+        1.5,
+        0.01,
+        0.7,
+    )
+    assert params["translationScale"] == TRANSLATION_SCALE
+    assert params["costMetric"] == "MMI" and params["histogramMatch"] is False
+    assert params["numberOfThreads"] == 3
+    assert (
+        brainsfit_parameters(plan, settings.replace(number_of_threads=None), initial_transform="T", **IDS)[
+            "numberOfThreads"
+        ]
+        == -1
+    )
+
+
+@pytest.mark.parametrize(
+    "stages, flags",
+    [
+        (("Rigid",), (True, False, False)),
+        (("Rigid", "Affine"), (True, False, True)),
+        (("Rigid", "ScaleVersor3D", "Affine"), (True, True, True)),
+    ],
+)
+def test_stages_switch_on_brainsfit_phases(microct_mri_plan, stages, flags):
+    plan, settings = microct_mri_plan
+    params = brainsfit_parameters(
+        dataclasses.replace(plan, transform_stages=stages), settings, initial_transform="T", **IDS
+    )
+    assert (params["useRigid"], params["useScaleVersor3D"], params["useAffine"]) == flags
+
+
+def test_unusable_requests_are_input_errors(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    with pytest.raises(InputError, match="cannot be run by BRAINSFit"):
+        brainsfit_parameters(
+            dataclasses.replace(plan, transform_stages=("Rigid", "BSpline")),
+            settings,
+            initial_transform="T",
+            **IDS,
+        )
+    with pytest.raises(InputError, match="both a fixed and a moving mask"):
+        brainsfit_parameters(plan, settings, initial_transform="T", fixed_mask="M", **IDS)
+    with pytest.raises(InputError, match="needs fixed volume"):
+        brainsfit_parameters(plan, settings, initial_transform="T", **{**IDS, "fixed_volume": ""})
+
+
+def test_masks_and_output_volume(microct_mri_plan):
+    plan, settings = microct_mri_plan
+    params = brainsfit_parameters(
+        plan, settings, initial_transform="T", fixed_mask="M1", moving_mask="M2", output_volume="V", **IDS
+    )
+    assert (params["maskProcessingMode"], params["fixedBinaryVolume"], params["movingBinaryVolume"]) == (
+        "ROI",
+        "M1",
+        "M2",
+    )
+    assert (params["outputVolume"], params["interpolationMode"]) == ("V", "Linear")
+    plain = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
+    assert plain["maskProcessingMode"] == "NOMASK" and "outputVolume" not in plain

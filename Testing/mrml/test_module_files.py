@@ -1,0 +1,190 @@
+"""The Slicer module's files agree with each other (no Slicer application needed).
+
+Qt, ctk and the parameterNodeWrapper exist only inside Slicer, so the module file is checked
+statically: it compiles with Python 3.9's grammar (Slicer 5.6 ships 3.9), every widget bound in the
+.ui through ``SlicerParameterName`` is a parameter of the ``@parameterNodeWrapper`` class (with a
+widget type that can show it), and CMakeLists.txt packages every file the module needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE = REPO / "MultimodalKneeRegistration"
+MODULE_FILE = MODULE / "MultimodalKneeRegistration.py"
+UI_FILE = MODULE / "Resources" / "UI" / "MultimodalKneeRegistration.ui"
+SLICER_SIDE = sorted((MODULE / "MultimodalKneeRegistrationSlicer").glob("*.py"))
+#: Annotation type -> widget classes the parameterNodeWrapper can bind to it.
+BINDABLE = {
+    "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"},
+    "int": {"QSpinBox", "QSlider"},
+    "str": {"QComboBox", "ctkComboBox", "QLineEdit"},
+    "bool": {"QCheckBox", "ctkCheckBox"},
+}
+
+
+def _parameterNodeFields() -> dict:
+    """{name: (base type name, validators source)} of the @parameterNodeWrapper class."""
+    tree = ast.parse(MODULE_FILE.read_text())
+    classes = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(getattr(d, "id", None) == "parameterNodeWrapper" for d in node.decorator_list)
+    ]
+    assert len(classes) == 1
+    fields = {}
+    for statement in classes[0].body:
+        if isinstance(statement, ast.AnnAssign):
+            annotation = statement.annotation
+            if isinstance(annotation, ast.Subscript) and getattr(annotation.value, "id", "") == "Annotated":
+                base = annotation.slice.elts[0].id
+                extras = ast.unparse(annotation.slice)
+            else:
+                base, extras = annotation.id, ""
+            fields[statement.target.id] = (base, extras)
+    return fields
+
+
+def _uiWidgets() -> dict:
+    """{widget name: (class, {property: value})} of the .ui file."""
+    widgets = {}
+    for widget in ElementTree.parse(UI_FILE).iter("widget"):
+        properties = {}
+        for prop in widget.findall("property"):
+            value = prop.find("string")
+            strings = prop.find("stringlist")
+            if value is not None:
+                properties[prop.get("name")] = value.text or ""
+            elif strings is not None:
+                properties[prop.get("name")] = [s.text for s in strings.findall("string")]
+        widgets[widget.get("name")] = (widget.get("class"), properties)
+    return widgets
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        MODULE_FILE,
+        *SLICER_SIDE,
+        MODULE / "Testing" / "Python" / "run_self_test.py",
+        MODULE / "MultimodalKneeRegistrationLib" / "brainsfit_parameters.py",
+    ],
+    ids=lambda p: p.name,
+)
+def test_compiles_with_python_39_grammar(path):
+    source = path.read_text()
+    ast.parse(source, filename=str(path), feature_version=(3, 9))
+    compile(source, str(path), "exec")
+    assert not re.search(r"^\s*match .*:\s*$", source, re.MULTILINE)
+
+
+def test_every_bound_widget_is_a_parameter_with_a_matching_type():
+    fields, widgets = _parameterNodeFields(), _uiWidgets()
+    bound = {
+        props["SlicerParameterName"]: (name, cls, props)
+        for name, (cls, props) in widgets.items()
+        if "SlicerParameterName" in props
+    }
+    assert set(bound) == set(fields), "every widget binds a parameter and every parameter has a widget"
+    for parameter, (name, cls, props) in bound.items():
+        base, extras = fields[parameter]
+        if base.startswith("vtkMRML"):
+            assert cls == "qMRMLNodeComboBox", name
+            assert props["nodeTypes"] == [base], name
+        else:
+            assert cls in BINDABLE[base], (name, cls, base)
+            if cls in {"QComboBox", "ctkComboBox"}:
+                assert "Choice(" in extras, f"{parameter}: a combo box needs a Choice validator"
+
+
+def test_node_selectors_receive_the_scene_and_the_module_uses_existing_widgets():
+    widgets = _uiWidgets()
+    root = ElementTree.parse(UI_FILE).getroot()
+    receivers = {
+        c.findtext("receiver")
+        for c in root.iter("connection")
+        if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+    }
+    selectors = {name for name, (cls, _) in widgets.items() if cls == "qMRMLNodeComboBox"}
+    assert selectors and selectors == receivers
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
+    assert used and used <= set(widgets), used - set(widgets)
+
+
+def test_module_description_and_classes():
+    tree = ast.parse(MODULE_FILE.read_text())
+    names = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert {
+        "MultimodalKneeRegistration",
+        "MultimodalKneeRegistrationParameterNode",
+        "MultimodalKneeRegistrationWidget",
+        "MultimodalKneeRegistrationLogic",
+        "MultimodalKneeRegistrationTest",
+    } <= names
+    source = MODULE_FILE.read_text()
+    assert 'translate("qSlicerAbstractCoreModule", "Registration")' in source
+    assert "helpText" in source and "acknowledgementText" in source and "discourse.slicer.org" in source
+    for sample in ('"CTMRBrain"', '"CBCTMRHead"'):
+        assert sample in source
+
+
+def _cmakeList(text: str, variable: str) -> list:
+    block = re.search(rf"set\({variable}\n(.*?)\n\s*\)", text, re.DOTALL).group(1)
+    return [
+        line.strip().replace("${MODULE_NAME}", "MultimodalKneeRegistration")
+        for line in block.splitlines()
+        if line.strip()
+    ]
+
+
+def test_cmake_packages_every_python_file_and_resource():
+    text = (MODULE / "CMakeLists.txt").read_text()
+    scripts = _cmakeList(text, "MODULE_PYTHON_SCRIPTS")
+    resources = _cmakeList(text, "MODULE_PYTHON_RESOURCES")
+    onDisk = {
+        str(p.relative_to(MODULE))
+        for folder in ("MultimodalKneeRegistrationLib", "MultimodalKneeRegistrationSlicer")
+        for p in (MODULE / folder).rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert set(scripts) == onDisk | {"MultimodalKneeRegistration.py"}
+    assert all((MODULE / r).is_file() for r in resources) and len(resources) == 2
+    assert (
+        "slicerMacroBuildScriptedModule(" in text
+        and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    )
+
+
+def test_extension_cmake_and_icons():
+    text = (REPO / "CMakeLists.txt").read_text()
+    for needed in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CATEGORY",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_DEPENDS",
+        "find_package(Slicer REQUIRED)",
+        "include(${Slicer_USE_FILE})",
+        "add_subdirectory(MultimodalKneeRegistration)",
+        "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+        "include(${Slicer_EXTENSION_CPACK})",
+    ):
+        assert needed in text, needed
+    for icon in (
+        REPO / "Resources" / "MultimodalKneeRegistration.png",
+        MODULE / "Resources" / "Icons" / "MultimodalKneeRegistration.png",
+    ):
+        image = sitk.ReadImage(str(icon))
+        assert image.GetSize() == (128, 128) and image.GetNumberOfComponentsPerPixel() == 4
+    license = (REPO / "LICENSE").read_text()
+    assert "Apache License" in license and "Version 2.0, January 2004" in license
+    assert "Copyright 2026 The MultimodalKneeRegistration authors" in license

@@ -1,0 +1,139 @@
+"""Panel knobs <-> RegistrationSettings, and the "Copy Python code" script (pure Python)."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+
+import pytest
+from MultimodalKneeRegistrationLib.errors import InputError
+from MultimodalKneeRegistrationLib.settings import PRESETS
+from MultimodalKneeRegistrationSlicer.parameters import (
+    ENGINE_NAMES,
+    INITIALIZATION_CHOICES,
+    PRESET_NAMES,
+    STAGE_CHOICES,
+    panelValuesFromSettings,
+    pythonCodeForRun,
+    settingsFromPanelValues,
+    settingsFromParameterNode,
+    settingsOverrides,
+)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_each_preset_survives_the_panel(preset):
+    values = panelValuesFromSettings(PRESETS[preset])
+    assert settingsFromParameterNode(types.SimpleNamespace(**values)) == PRESETS[preset]
+    assert settingsOverrides(PRESETS[preset]) == {}
+
+
+def test_zero_means_auto_and_set_knobs_override_the_preset():
+    auto = settingsFromPanelValues("mri-microct-knee", spacingMultiplier=0.0, samplingPercentage=0.0)
+    assert auto.spacing_multiplier is None and auto.sampling_percentage is None
+    assert auto.roi_margin_mm == PRESETS["mri-microct-knee"].roi_margin_mm
+    tuned = settingsFromPanelValues(
+        "mri-ct",
+        spacingMultiplier=8.0,
+        roiMarginMm=10.0,
+        samplingPercentage=0.05,
+        numberOfIterations=500,
+        transformStages="Rigid, then affine",
+        initializationMode="Off (use the start as is)",
+    )
+    assert (tuned.spacing_multiplier, tuned.roi_margin_mm, tuned.sampling_percentage) == (8.0, 10.0, 0.05)
+    assert tuned.number_of_iterations == 500 and tuned.transform_stages == ("Rigid", "Affine")
+    assert tuned.initialize_transform_mode == "Off" and tuned.preset == "mri-ct"
+    assert settingsOverrides(tuned) == {
+        "spacing_multiplier": 8.0,
+        "roi_margin_mm": 10.0,
+        "sampling_percentage": 0.05,
+        "number_of_iterations": 500,
+        "transform_stages": ("Rigid", "Affine"),
+        "initialize_transform_mode": "Off",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(preset="mri-mri"), "unknown preset"),
+        (dict(preset="mri-ct", spacingMultiplier=0.5), "below 1"),
+        (dict(preset="mri-ct", numberOfIterations=0), "number_of_iterations"),
+        (dict(preset="mri-ct", transformStages="BSpline"), "unknown transform stages"),
+        (dict(preset="mri-ct", initializationMode="guess"), "unknown initialisation"),
+    ],
+)
+def test_unusable_panel_values_are_input_errors(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        settingsFromPanelValues(**kwargs)
+
+
+def test_choices_cover_the_core_vocabulary():
+    from MultimodalKneeRegistrationLib.settings import INITIALIZE_MODES, TRANSFORM_STAGES
+
+    assert PRESET_NAMES == list(PRESETS)
+    assert set(INITIALIZATION_CHOICES.values()) == set(INITIALIZE_MODES)
+    assert {s for stages in STAGE_CHOICES.values() for s in stages} == set(TRANSFORM_STAGES)
+    assert ENGINE_NAMES == ["SimpleITK", "BRAINSFit"]
+
+
+def test_copied_code_rebuilds_the_exact_settings_and_names_the_nodes():
+    settings = dataclasses.replace(
+        PRESETS["mri-microct-knee"],
+        spacing_multiplier=6.0,
+        number_of_iterations=123,
+        transform_stages=("Rigid", "Affine"),
+    )
+    code = pythonCodeForRun(
+        "MR 'knee'",
+        "microCT",
+        settings,
+        "BRAINSFit",
+        roiName="R",
+        outputTransformName="microCT to MR",
+        startFromHeaders=True,
+    )
+    compile(code, "<copied code>", "exec")
+    settingsPart = code.split("logic = ")[0]
+    for slicerOnly in (
+        "import slicer\n",
+        "from MultimodalKneeRegistration import MultimodalKneeRegistrationLogic\n",
+    ):
+        settingsPart = settingsPart.replace(slicerOnly, "")
+    namespace: dict = {}
+    exec(settingsPart, namespace)
+    assert namespace["settings"] == settings
+    assert "fixed = slicer.util.getFirstNodeByClassByName('vtkMRMLScalarVolumeNode', \"MR 'knee'\")" in code
+    assert "roiNode=slicer.util.getFirstNodeByClassByName('vtkMRMLMarkupsROINode', 'R')" in code
+    assert (
+        "engine='BRAINSFit'" in code
+        and "initialTransformNode=None" in code
+        and "outputVolumeNode=None" in code
+    )
+    # The original run started from the headers: the script takes the moving volume out of the
+    # transform that run put it under, before registering again.
+    assert code.index("moving.SetAndObserveTransformNodeID(None)") < code.index("result = logic.register(")
+
+
+def test_copied_code_starts_from_the_recorded_start_transform():
+    code = pythonCodeForRun(
+        "CT", "MR", PRESETS["mri-ct"], "SimpleITK", initialTransformName="centralize", startFromHeaders=True
+    )
+    assert (
+        "initialTransformNode=slicer.util.getFirstNodeByClassByName('vtkMRMLTransformNode', 'centralize')"
+        in code
+    )
+    assert "SetAndObserveTransformNodeID" not in code
+    assert "outputTransformNode=None,  # None: create a new one" in code
+
+
+def test_copied_code_uses_real_slicer_util_functions():
+    slicer = pytest.importorskip("slicer")
+    if not hasattr(slicer, "vtkMRMLScene"):
+        pytest.skip("the installed 'slicer' package is not the slicer-core wheel")
+    import slicer.util
+
+    assert callable(slicer.util.getFirstNodeByClassByName)
+    with pytest.raises(InputError, match="unknown engine"):
+        pythonCodeForRun("A", "B", PRESETS["mri-ct"], "elastix")
