@@ -108,7 +108,9 @@ def is_linear(transform: sitk.Transform, tolerance_mm: float = 1e-4) -> bool:
     return bool(np.abs(mapped - apply_matrix(matrix, probe)).max() <= tolerance_mm)
 
 
-def matrix_to_affine_transform(matrix: np.ndarray, center: Sequence[float] | None = None) -> sitk.AffineTransform:
+def matrix_to_affine_transform(
+    matrix: np.ndarray, center: Sequence[float] | None = None
+) -> sitk.AffineTransform:
     """SimpleITK affine transform equal to ``matrix`` (optionally with a rotation centre)."""
     affine = sitk.AffineTransform(3)
     affine.SetMatrix(matrix[:3, :3].ravel().tolist())
@@ -151,8 +153,9 @@ def point_distances(
     return np.linalg.norm(a - b, axis=1)
 
 
-def overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform | None = None,
-                     samples_per_axis: int = 12) -> float:
+def overlap_fraction(
+    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform | None = None, samples_per_axis: int = 12
+) -> float:
     """Fraction of the fixed field of view whose points map inside the moving field of view.
 
     Sampled on a regular grid of voxel-centre positions, so it works for oblique grids too.

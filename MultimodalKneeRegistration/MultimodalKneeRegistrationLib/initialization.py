@@ -172,7 +172,10 @@ def _local_refine(fixed, moving, transform, settings, spacing_mm) -> Optional[si
     method.SetMetricSamplingPercentage(min(1.0, 20_000 / max(1, _voxels(fixed))), settings.random_seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=spacing_mm, minStep=0.05, numberOfIterations=60, relaxationFactor=0.6,
+        learningRate=spacing_mm,
+        minStep=0.05,
+        numberOfIterations=60,
+        relaxationFactor=0.6,
         gradientMagnitudeTolerance=1e-10,
     )
     method.SetOptimizerScalesFromPhysicalShift()

@@ -44,7 +44,9 @@ class MutualInformationScorer:
         if fraction < 0.05:
             return 0.0
         lo, hi = self._moving_range
-        moving_bins = np.clip(((values[inside] - lo) / (hi - lo) * self.bins).astype(np.int64), 0, self.bins - 1)
+        moving_bins = np.clip(
+            ((values[inside] - lo) / (hi - lo) * self.bins).astype(np.int64), 0, self.bins - 1
+        )
         joint = np.bincount(self._fixed_bins[inside] * self.bins + moving_bins, minlength=self.bins**2)
         return mutual_information(joint.reshape(self.bins, self.bins)) * fraction
 
@@ -93,11 +95,15 @@ def sanity_checks(
         "metric_improved": {
             "value": None if metric_before is None else round(metric_before - metric_after, 6),
             "limit": "> 0 (Mattes MI is negative; lower is better)",
-            "passed": metric_before is None or metric_after < metric_before - 1e-6 or _already_aligned(
-                metric_before, metric_after
-            ),
+            "passed": metric_before is None
+            or metric_after < metric_before - 1e-6
+            or _already_aligned(metric_before, metric_after),
         },
-        "overlap_after": {"value": round(overlap_after, 4), "limit": f">= {min_overlap}", "passed": overlap_after >= min_overlap},
+        "overlap_after": {
+            "value": round(overlap_after, 4),
+            "limit": f">= {min_overlap}",
+            "passed": overlap_after >= min_overlap,
+        },
         "scale_factors": {
             "value": scales.round(4).tolist(),
             "limit": f"within 1 +/- {max_scale_deviation}",
@@ -113,7 +119,9 @@ def sanity_checks(
         "metric_improved": "the similarity metric did not improve over the start",
         "overlap_after": f"after registration only {overlap_after:.0%} of the smaller image lies inside the other",
         "scale_factors": f"the transform scales the image by {scales.round(3).tolist()}",
-        "rotation_from_start_deg": f"the result rotates {rotation:.0f} deg away from the start, beyond what the search explored",
+        "rotation_from_start_deg": (
+            f"the result rotates {rotation:.0f} deg away from the start, beyond what the search explored"
+        ),
     }
     failures = [messages[name] for name, check in checks.items() if not check["passed"]]
     return checks, failures

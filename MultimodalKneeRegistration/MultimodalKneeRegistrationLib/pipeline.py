@@ -78,14 +78,20 @@ def register(
         start_internal = _inverse(start) if swapped else start
         tick = time.perf_counter()
         report("search", 0.0, f"initialising ({settings.initialize_transform_mode})")
-        initial_internal, init_stage = _initialise(sampled, other, start_internal, plan, settings, should_cancel)
+        initial_internal, init_stage = _initialise(
+            sampled, other, start_internal, plan, settings, should_cancel
+        )
         timings["initialize"] = time.perf_counter() - tick
 
         other, plan = _crop_other(sampled, other, initial_internal, plan)
         metric_before = _metric_at(sampled, other, start_internal, plan, settings)
         tick = time.perf_counter()
         output = SimpleITKEngine().run(
-            sampled, other, initial_internal, plan, settings,
+            sampled,
+            other,
+            initial_internal,
+            plan,
+            settings,
             progress=lambda fraction, message: report("optimise", fraction, message),
             should_cancel=should_cancel,
         )
@@ -98,7 +104,11 @@ def register(
         initial = _inverse(initial_internal) if swapped else initial_internal
         overlap = overlap_fraction(sampled, other, output.transform)
         checks, failures = sanity_checks(
-            final, start, metric_before, metric_after if metric_after is not None else np.inf, overlap,
+            final,
+            start,
+            metric_before,
+            metric_after if metric_after is not None else np.inf,
+            overlap,
             min_overlap=settings.min_final_overlap_fraction,
             max_scale_deviation=settings.max_scale_deviation,
             max_rotation_from_start_deg=settings.search_max_angle_deg + 30.0,
@@ -185,7 +195,10 @@ def _initialise(sampled, other, start, plan, settings, should_cancel) -> Tuple[s
     if mode == "search":
         outcome = search_start_pose(sampled, other, start, settings, plan.search_spacing_mm, should_cancel)
         return outcome.transform, StageResult(
-            "Initialize (search)", outcome.candidates_scored, outcome.description, -outcome.score,
+            "Initialize (search)",
+            outcome.candidates_scored,
+            outcome.description,
+            -outcome.score,
             time.perf_counter() - tick,
         )
     if mode == "Off":
@@ -274,7 +287,9 @@ def _checked_start(initial_transform: Optional[sitk.Transform]) -> sitk.Transfor
     if initial_transform is None:
         return sitk.AffineTransform(3)
     if not isinstance(initial_transform, sitk.Transform) or initial_transform.GetDimension() != 3:
-        raise InputError("the initial transform is not a 3D transform", "give a 3D rigid or affine transform file")
+        raise InputError(
+            "the initial transform is not a 3D transform", "give a 3D rigid or affine transform file"
+        )
     if not is_linear(initial_transform):
         raise InputError(
             f"the initial transform ({initial_transform.GetName()}) is not rigid or affine",
@@ -313,5 +328,3 @@ def _threads(count: Optional[int]) -> Iterator[None]:
         yield
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
-
-

@@ -17,8 +17,16 @@ from .errors import InputError
 from .geometry import Box, apply_matrix, index_to_physical_matrix
 
 _SUPPORTED_SCALARS = {
-    sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
-    sitk.sitkUInt64, sitk.sitkInt64, sitk.sitkFloat32, sitk.sitkFloat64,
+    sitk.sitkUInt8,
+    sitk.sitkInt8,
+    sitk.sitkUInt16,
+    sitk.sitkInt16,
+    sitk.sitkUInt32,
+    sitk.sitkInt32,
+    sitk.sitkUInt64,
+    sitk.sitkInt64,
+    sitk.sitkFloat32,
+    sitk.sitkFloat64,
 }
 
 
@@ -30,7 +38,9 @@ def validate_volume(image: sitk.Image, name: str) -> List[str]:
         ['fixed image is constant (every voxel is 1): ...']  # doctest: +SKIP
     """
     if not isinstance(image, sitk.Image):
-        raise InputError(f"the {name} image is a {type(image).__name__}, not an image", "pass a SimpleITK image")
+        raise InputError(
+            f"the {name} image is a {type(image).__name__}, not an image", "pass a SimpleITK image"
+        )
     if image.GetDimension() != 3:
         what = "a 2D image" if image.GetDimension() == 2 else f"a {image.GetDimension()}D image"
         raise InputError(
@@ -129,8 +139,12 @@ def crop_to_box(image: sitk.Image, box: Box) -> sitk.Image:
     disjoint (the caller decides what that means).
     """
     corners = np.array(
-        [[x, y, z] for x in (box.lower[0], box.upper[0]) for y in (box.lower[1], box.upper[1])
-         for z in (box.lower[2], box.upper[2])]
+        [
+            [x, y, z]
+            for x in (box.lower[0], box.upper[0])
+            for y in (box.lower[1], box.upper[1])
+            for z in (box.lower[2], box.upper[2])
+        ]
     )
     index = apply_matrix(np.linalg.inv(index_to_physical_matrix(image)), corners)
     size = np.array(image.GetSize())
@@ -138,13 +152,17 @@ def crop_to_box(image: sitk.Image, box: Box) -> sitk.Image:
     upper = np.clip(np.ceil(index.max(axis=0)).astype(int), 0, size - 1)
     extent = upper - lower + 1
     if np.any(index.max(axis=0) < 0) or np.any(index.min(axis=0) > size - 1):
-        raise InputError("the region of interest lies outside the image", "check the ROI and the start transform")
+        raise InputError(
+            "the region of interest lies outside the image", "check the ROI and the start transform"
+        )
     if np.all(lower == 0) and np.all(extent == size):
         return image
     return sitk.RegionOfInterest(image, extent.tolist(), lower.tolist())
 
 
-def window_intensities(image: sitk.Image, low_percentile: float = 0.5, high_percentile: float = 99.5) -> sitk.Image:
+def window_intensities(
+    image: sitk.Image, low_percentile: float = 0.5, high_percentile: float = 99.5
+) -> sitk.Image:
     """Clamp intensities to robust percentiles so metal, bright noise and air tails don't
     squeeze the tissue into a few histogram bins of the mutual-information metric."""
     array = sitk.GetArrayViewFromImage(image)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from MultimodalKneeRegistrationLib import register, settings_for_preset
 from MultimodalKneeRegistrationLib.geometry import point_distances
 
@@ -78,8 +77,17 @@ def test_microct_like_cube_moving_mr_fixed(pair):
     ct, mr, reference, _ = pair
     bone = np.argwhere(sitk.GetArrayViewFromImage(ct)[::4, ::4, ::4] > 600)[:, ::-1] * 4
     center = np.array(ct.TransformContinuousIndexToPhysicalPoint(bone.mean(axis=0).tolist()))
-    cube = sitk.Resample(ct, [200] * 3, sitk.Transform(), sitk.sitkLinear, (center - 20).tolist(), [0.2] * 3,
-                         [1, 0, 0, 0, 1, 0, 0, 0, 1], -1000.0, sitk.sitkInt16)
+    cube = sitk.Resample(
+        ct,
+        [200] * 3,
+        sitk.Transform(),
+        sitk.sitkLinear,
+        (center - 20).tolist(),
+        [0.2] * 3,
+        [1, 0, 0, 0, 1, 0, 0, 0, 1],
+        -1000.0,
+        sitk.sitkInt16,
+    )
     result = register(mr, cube, settings_for_preset("mri-microct-knee", fail_on_sanity_check=False))
     grid = np.stack(np.meshgrid(*[np.linspace(-18, 18, 7)] * 3, indexing="ij"), -1).reshape(-1, 3) + center
     mr_points = np.array([reference.TransformPoint(p.tolist()) for p in grid])

@@ -27,7 +27,9 @@ def _stage_transform(stage: str, previous: sitk.Transform) -> sitk.Transform:
         return sitk.VersorRigid3DTransform(previous)
     if stage == "ScaleVersor3D":
         scale_versor = sitk.ScaleVersor3DTransform()
-        rigid = sitk.VersorRigid3DTransform(previous) if previous.GetName() == "VersorRigid3DTransform" else None
+        rigid = (
+            sitk.VersorRigid3DTransform(previous) if previous.GetName() == "VersorRigid3DTransform" else None
+        )
         if rigid is not None:
             scale_versor.SetCenter(rigid.GetCenter())
             scale_versor.SetRotation(rigid.GetVersor())
@@ -73,7 +75,11 @@ class SimpleITKEngine:
         stages: List[StageResult] = []
         count = len(plan.transform_stages)
         for number, stage in enumerate(plan.transform_stages):
-            levels = len(plan.shrink_factors) if stage == "Rigid" else min(_AFFINE_LEVELS, len(plan.shrink_factors))
+            levels = (
+                len(plan.shrink_factors)
+                if stage == "Rigid"
+                else min(_AFFINE_LEVELS, len(plan.shrink_factors))
+            )
             began = time.perf_counter()
             method = self._method(fixed, plan, settings, levels)
             method.SetInitialTransform(_stage_transform(stage, transform), inPlace=False)
@@ -87,7 +93,9 @@ class SimpleITKEngine:
                     "initialisation",
                 ) from None
             if cancelled[0]:
-                raise CancelledError(f"registration cancelled during the {stage} stage", "nothing was written")
+                raise CancelledError(
+                    f"registration cancelled during the {stage} stage", "nothing was written"
+                )
             transform = _typed(result)
             stages.append(
                 StageResult(
@@ -152,8 +160,11 @@ class SimpleITKEngine:
             if progress is not None:
                 within = min(1.0, method.GetOptimizerIteration() / max(1, plan.number_of_iterations))
                 done = (number + (state["level"] + within) / levels) / count
-                progress(done, f"{stage}: level {state['level'] + 1}, iteration {method.GetOptimizerIteration()}, "
-                               f"metric {method.GetMetricValue():.4f}")
+                progress(
+                    done,
+                    f"{stage}: level {state['level'] + 1}, iteration {method.GetOptimizerIteration()}, "
+                    f"metric {method.GetMetricValue():.4f}",
+                )
 
         def on_level() -> None:
             state["level"] = int(method.GetCurrentLevel())
