@@ -28,6 +28,11 @@ from .errors import InputError, OutputError
 PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
 
+#: Extensions of formats SimpleITK reads: a file named so but unreadable is damaged, not foreign.
+_IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".dcm", ".hdr", ".img")
+#: Words in the class names of non-linear ITK transforms.
+_DEFORMABLE_WORDS = ("BSpline", "DisplacementField", "Kernel", "ThinPlate", "Velocity", "Spline")
+
 _DICOM_TAGS = {"description": "0008|103e", "modality": "0008|0060", "series_number": "0020|0011"}
 
 
@@ -207,6 +212,11 @@ def load_image(path: PathLike, series_uid: Optional[str] = None, name: str = "im
     reader.SetFileName(str(path))
     with _QuietItk():
         if reader.GetImageIOFromFileName(str(path)) == "":
+            suffix = "".join(path.suffixes[-2:]).lower()
+            if suffix.endswith(_IMAGE_SUFFIXES):  # the name promises a format the bytes do not hold
+                raise InputError(f"cannot read {name} '{path}': it is not a valid {path.suffix} file "
+                                 "(damaged, incomplete, or another format renamed)",
+                                 "re-export or re-download the file") from None
             raise InputError(f"{name} '{path}' is not an image format SimpleITK can read",
                              "give a .nrrd, .nii/.nii.gz, .mha/.mhd file or a DICOM series folder")
         try:
@@ -242,7 +252,26 @@ def read_transform(path: PathLike, name: str = "initial transform") -> sitk.Tran
                              "Data module or written by this tool") from None
     if transform.GetDimension() != 3:
         raise InputError(f"{name} '{path}' is a {transform.GetDimension()}D transform", "give a 3D transform")
+    deformable = _deformable_parts(transform)
+    if deformable:
+        raise InputError(f"{name} '{path}' is not rigid or affine (it holds a {', '.join(deformable)})",
+                         "give a rigid or affine transform; for a deformable one, resample the moving image "
+                         "with it first and register the result")
     return transform
+
+
+def _deformable_parts(transform: sitk.Transform) -> List[str]:
+    """Class names of the non-linear parts of ``transform`` (composites are opened).
+
+    Checked by class, not on sample points: a B-spline or displacement field that happens to be
+    zero where it is probed (or outside its grid) would otherwise pass for an identity.
+    """
+    if transform.GetName() == "CompositeTransform":
+        composite = sitk.CompositeTransform(transform)
+        return [part for k in range(composite.GetNumberOfTransforms())
+                for part in _deformable_parts(composite.GetNthTransform(k))]
+    name = transform.GetName()
+    return [name] if any(word in name for word in _DEFORMABLE_WORDS) else []
 
 
 def ensure_writable(path: PathLike, overwrite: bool = False, what: str = "output") -> Path:
