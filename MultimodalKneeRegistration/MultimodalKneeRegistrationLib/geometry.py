@@ -100,8 +100,30 @@ def transform_to_matrix(transform: sitk.Transform) -> np.ndarray:
     return matrix
 
 
+_DEFORMABLE_WORDS = ("BSpline", "DisplacementField", "Kernel", "ThinPlate", "Velocity", "Spline")
+
+
+def deformable_parts(transform: sitk.Transform) -> list:
+    """Class names of the non-linear parts of ``transform`` (composites are opened).
+
+    Checked by class, not on sample points: a B-spline or displacement field that happens to be
+    zero where it is probed (or outside its grid) would otherwise pass for an identity.
+    """
+    if transform.GetName() == "CompositeTransform":
+        composite = sitk.CompositeTransform(transform)
+        return [
+            part
+            for k in range(composite.GetNumberOfTransforms())
+            for part in deformable_parts(composite.GetNthTransform(k))
+        ]
+    name = transform.GetName()
+    return [name] if any(word in name for word in _DEFORMABLE_WORDS) else []
+
+
 def is_linear(transform: sitk.Transform, tolerance_mm: float = 1e-4) -> bool:
-    """True when ``transform`` is affine: checked on points, so composites and any class work."""
+    """True when ``transform`` is affine: no deformable part by class, and affine on probe points."""
+    if deformable_parts(transform):
+        return False
     matrix = transform_to_matrix(transform)
     probe = np.array([[37.0, -81.0, 12.5], [-150.0, 220.0, -90.0], [5.0, 5.0, 300.0]])
     mapped = np.array([transform.TransformPoint(p.tolist()) for p in probe])

@@ -24,6 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError, OutputError
+from .geometry import deformable_parts
 
 PathLike = Union[str, "os.PathLike[str]"]
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ log = logging.getLogger(__name__)
 #: Extensions of formats SimpleITK reads: a file named so but unreadable is damaged, not foreign.
 _IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".dcm", ".hdr", ".img")
 #: Words in the class names of non-linear ITK transforms.
-_DEFORMABLE_WORDS = ("BSpline", "DisplacementField", "Kernel", "ThinPlate", "Velocity", "Spline")
-
 _DICOM_TAGS = {"description": "0008|103e", "modality": "0008|0060", "series_number": "0020|0011"}
 
 
@@ -252,26 +251,12 @@ def read_transform(path: PathLike, name: str = "initial transform") -> sitk.Tran
                              "Data module or written by this tool") from None
     if transform.GetDimension() != 3:
         raise InputError(f"{name} '{path}' is a {transform.GetDimension()}D transform", "give a 3D transform")
-    deformable = _deformable_parts(transform)
+    deformable = deformable_parts(transform)
     if deformable:
         raise InputError(f"{name} '{path}' is not rigid or affine (it holds a {', '.join(deformable)})",
                          "give a rigid or affine transform; for a deformable one, resample the moving image "
                          "with it first and register the result")
     return transform
-
-
-def _deformable_parts(transform: sitk.Transform) -> List[str]:
-    """Class names of the non-linear parts of ``transform`` (composites are opened).
-
-    Checked by class, not on sample points: a B-spline or displacement field that happens to be
-    zero where it is probed (or outside its grid) would otherwise pass for an identity.
-    """
-    if transform.GetName() == "CompositeTransform":
-        composite = sitk.CompositeTransform(transform)
-        return [part for k in range(composite.GetNumberOfTransforms())
-                for part in _deformable_parts(composite.GetNthTransform(k))]
-    name = transform.GetName()
-    return [name] if any(word in name for word in _DEFORMABLE_WORDS) else []
 
 
 def ensure_writable(path: PathLike, overwrite: bool = False, what: str = "output") -> Path:

@@ -427,3 +427,17 @@ def test_ctrl_c_in_the_middle_writes_nothing(tmp_path: Path) -> None:
     assert input_checksums([case.fixed, case.moving]) == before
     assert not case.out.exists() or list(case.out.iterdir()) == []
 
+
+
+def test_python_api_refuses_a_deformable_initial_transform_even_where_it_is_zero():
+    """A displacement field that is zero at the probe points must still be refused by class."""
+    from MultimodalKneeRegistrationLib.errors import InputError as _InputError
+
+    field = sitk.Image([8, 8, 8], sitk.sitkVectorFloat64, 3)
+    field.SetOrigin((10.0, 10.0, 10.0))
+    field.SetSpacing((5.0, 5.0, 5.0))
+    field += 4.0
+    deformable = sitk.DisplacementFieldTransform(field)
+    image = sitk.GaussianSource(sitk.sitkFloat32, [32, 32, 32], [4.0] * 3, [16.0] * 3, 100.0)
+    with pytest.raises(_InputError, match="not rigid or affine"):
+        register(image, image, initial_transform=deformable)
