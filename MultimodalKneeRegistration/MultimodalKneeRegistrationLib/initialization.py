@@ -23,8 +23,8 @@ from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
 from .settings import RegistrationSettings
 
-_KEEP_TRANSLATIONS = 3
-_REFINE_CANDIDATES = 4
+_KEEP_TRANSLATIONS = 5
+_REFINE_CANDIDATES = 12
 
 
 @dataclass

@@ -36,6 +36,16 @@ class MutualInformationScorer:
         self._fixed_bins = _to_bins(values, bins)
         self._moving_range = _robust_range(sitk.GetArrayViewFromImage(moving))
 
+    def explained_fraction(self, transform: sitk.Transform) -> float:
+        """MI divided by the sampled image's entropy (0: unrelated, 1: one predicts the other).
+
+        Unlike raw MI, it is comparable across image pairs, so it can serve as a confidence floor.
+        """
+        counts = np.bincount(self._fixed_bins, minlength=self.bins).astype(np.float64)
+        p = counts[counts > 0] / counts.sum()
+        entropy = float(-(p * np.log(p)).sum())
+        return self.score(transform) / entropy if entropy > 0 else 0.0
+
     def score(self, transform: sitk.Transform) -> float:
         warped = sitk.Resample(self.moving, self.fixed, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32)
         values = sitk.GetArrayViewFromImage(warped).ravel()
@@ -49,6 +59,21 @@ class MutualInformationScorer:
         )
         joint = np.bincount(self._fixed_bins[inside] * self.bins + moving_bins, minlength=self.bins**2)
         return mutual_information(joint.reshape(self.bins, self.bins)) * fraction
+
+
+def explained_fraction(sampled: sitk.Image, other: sitk.Image, transform: sitk.Transform, spacing_mm: float) -> float:
+    """``MutualInformationScorer.explained_fraction`` on copies block-averaged to ``spacing_mm``.
+
+    Measured here: 0.47-0.49 for correct phantom results and 0.12 for a pose 15 mm off; 0.26 for
+    the porcine CT/MR pair at its reference (0.15 at the identity start).
+    """
+    from .preprocessing import downsample, shrink_factors_for_spacing
+
+    scorer = MutualInformationScorer(
+        downsample(sampled, shrink_factors_for_spacing(sampled.GetSpacing(), spacing_mm)),
+        downsample(other, shrink_factors_for_spacing(other.GetSpacing(), spacing_mm)),
+    )
+    return scorer.explained_fraction(transform)
 
 
 def mutual_information(joint_histogram: np.ndarray) -> float:
@@ -77,7 +102,9 @@ def sanity_checks(
     metric_before: Optional[float],
     metric_after: float,
     overlap_after: float,
+    explained_fraction: float,
     *,
+    min_explained_fraction: float,
     min_overlap: float,
     max_scale_deviation: float,
     max_rotation_from_start_deg: float,
@@ -99,6 +126,11 @@ def sanity_checks(
             or metric_after < metric_before - 1e-6
             or _already_aligned(metric_before, metric_after),
         },
+        "shared_information": {
+            "value": round(explained_fraction, 4),
+            "limit": f">= {min_explained_fraction} (mutual information / entropy of the sampled image)",
+            "passed": explained_fraction >= min_explained_fraction,
+        },
         "overlap_after": {
             "value": round(overlap_after, 4),
             "limit": f">= {min_overlap}",
@@ -117,6 +149,10 @@ def sanity_checks(
     }
     messages = {
         "metric_improved": "the similarity metric did not improve over the start",
+        "shared_information": (
+            f"at the result the images share little information (explained fraction {explained_fraction:.2f} < "
+            f"{min_explained_fraction}): a look-alike pose, or a region one of the images barely shows"
+        ),
         "overlap_after": f"after registration only {overlap_after:.0%} of the smaller image lies inside the other",
         "scale_factors": f"the transform scales the image by {scales.round(3).tolist()}",
         "rotation_from_start_deg": (

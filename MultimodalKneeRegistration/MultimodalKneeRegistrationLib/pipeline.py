@@ -26,7 +26,7 @@ from .geometry import (
     transform_to_matrix,
 )
 from .initialization import rigid_from_matrix, search_start_pose
-from .metrics import sanity_checks
+from .metrics import explained_fraction, sanity_checks
 from .planning import RegistrationPlan, plan_registration
 from .preprocessing import crop_to_box, downsample, replace_non_finite, validate_volume, window_intensities
 from .results import RegistrationResult, StageResult
@@ -109,6 +109,8 @@ def register(
             metric_before,
             metric_after if metric_after is not None else np.inf,
             overlap,
+            explained_fraction(sampled, other, output.transform, plan.search_spacing_mm),
+            min_explained_fraction=settings.min_explained_fraction,
             min_overlap=settings.min_final_overlap_fraction,
             max_scale_deviation=settings.max_scale_deviation,
             max_rotation_from_start_deg=settings.search_max_angle_deg + 30.0,

@@ -26,7 +26,7 @@ from MultimodalKneeRegistrationLib.geometry import (
     physical_box,
     transform_to_matrix,
 )
-from MultimodalKneeRegistrationLib.metrics import sanity_checks
+from MultimodalKneeRegistrationLib.metrics import explained_fraction, sanity_checks
 from MultimodalKneeRegistrationLib.pipeline import initialize_transform
 from MultimodalKneeRegistrationLib.planning import plan_registration
 from MultimodalKneeRegistrationLib.preprocessing import crop_to_box, downsample, validate_volume
@@ -185,14 +185,18 @@ class BrainsFitRunner:
         after = mattesMetric(fixedWork, movingWork, transform, plan, settings)
         if plan.small_fov_image == "fixed":
             overlap = overlap_fraction(fixed, moving, transform)
+            shared = explained_fraction(fixedWork, movingWork, transform, plan.search_spacing_mm)
         else:
             overlap = overlap_fraction(moving, fixed, _inverse(transform))
+            shared = explained_fraction(movingWork, fixedWork, _inverse(transform), plan.search_spacing_mm)
         checks, failures = sanity_checks(
             transform,
             startTransform,
             before,
             after if after is not None else np.inf,
             overlap,
+            shared,
+            min_explained_fraction=settings.min_explained_fraction,
             min_overlap=settings.min_final_overlap_fraction,
             max_scale_deviation=settings.max_scale_deviation,
             max_rotation_from_start_deg=settings.search_max_angle_deg + 30.0,

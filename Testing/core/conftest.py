@@ -5,14 +5,14 @@ Kept small and generic on purpose: several test files use it.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from core_test_helpers import build_grid, rotation_matrix  # noqa: F401  (re-exported for fixtures)
 
 #: ``shared/`` lies beside the repository root (this file is Testing/core/conftest.py).
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "porcine_ct_mr"
@@ -35,30 +35,6 @@ def porcine_dir() -> Path:
         pytest.skip(f"real data not found: {folder} has no CT.nrrd/MR_T2.nrrd "
                     "(set MKR_SHARED_DATA to the porcine_ct_mr folder)")
     return folder
-
-
-def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
-    """3x3 right-handed rotation by ``angle_deg`` about ``axis``."""
-    a = np.asarray(axis, dtype=float)
-    a = a / np.linalg.norm(a)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    t = math.radians(angle_deg)
-    return np.eye(3) + math.sin(t) * k + (1.0 - math.cos(t)) * k @ k
-
-
-def build_grid(size: Sequence[int], spacing: Sequence[float], direction: Optional[np.ndarray] = None,
-               origin: Optional[Sequence[float]] = None, center: Sequence[float] = (0.0, 0.0, 0.0),
-               pixel_type: int = sitk.sitkUInt8) -> sitk.Image:
-    """A zero image with the given grid; without ``origin`` its field of view is centred on ``center``."""
-    image = sitk.Image([int(s) for s in size], pixel_type)
-    matrix = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetDirection(matrix.ravel().tolist())
-    if origin is None:
-        half = matrix @ np.diag(image.GetSpacing()) @ ((np.array(image.GetSize(), dtype=float) - 1.0) / 2.0)
-        origin = np.asarray(center, dtype=float) - half
-    image.SetOrigin([float(o) for o in origin])
-    return image
 
 
 @pytest.fixture

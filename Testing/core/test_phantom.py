@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import build_grid, rotation_matrix
+from core_test_helpers import build_grid, rotation_matrix
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
 from MultimodalKneeRegistrationLib.phantom import (
