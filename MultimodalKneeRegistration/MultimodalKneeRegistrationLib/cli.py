@@ -156,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="QC picture style")
     register.add_argument("--no-fail-on-sanity", action="store_true",
                           help="write the transform even when the result fails its sanity checks")
+    bones = register.add_argument_group("per-bone registration (knees scanned at different flexion angles)")
+    bones.add_argument("--per-bone", action="store_true",
+                       help="after the whole-volume registration, register each bone rigidly on its own "
+                            "(writes transform_<bone>.tfm per bone and a per_bone section in report.json)")
+    bones.add_argument("--segmentation", metavar="FILE",
+                       help="bone label map or Slicer .seg.nrrd (default: bones found automatically in the CT)")
+    bones.add_argument("--segmentation-on", choices=("fixed", "moving"), default="fixed",
+                       help="the image the segmentation was drawn on (default: fixed)")
+    bones.add_argument("--expected-bones", type=_positive_int, metavar="N",
+                       help="automatic segmentation: split touching bones until N are found (e.g. 3)")
     _settings_options(register)
     inspect = commands.add_parser("inspect", help="describe both images and the plan; writes nothing")
     inspect.add_argument("fixed", metavar="FIXED")
@@ -242,8 +252,17 @@ def _cmd_register(args: argparse.Namespace, progress: Progress) -> int:
             raise OutputError(f"{name} output '{path}' already exists",
                               "pass --overwrite to replace it, or choose another --output-dir")
     settings = settings_from_args(args)
+    if args.segmentation and not args.per_bone:
+        raise InputError("--segmentation is only used with --per-bone", "add --per-bone or drop --segmentation")
     fixed, moving, initial = _load_inputs(args)
+    bone_labels, labels_space = _bone_labels(args, fixed, moving) if args.per_bone else (None, "fixed")
+    if bone_labels is not None:
+        for name in bone_labels.names.values():
+            paths[f"transform_{name}"] = out / f"transform_{name}.tfm"
     for name, path in paths.items():
+        if path.exists() and not args.overwrite:
+            raise OutputError(f"{name} output '{path}' already exists",
+                              "pass --overwrite to replace it, or choose another --output-dir")
         ensure_writable(path, args.overwrite, f"{name} output")
     inspection = inspect_pair(fixed, moving, initial, settings.initialize_transform_mode)
     for note in inspection.all_warnings:
@@ -274,16 +293,53 @@ def _cmd_register(args: argparse.Namespace, progress: Progress) -> int:
                                                                   args.overwrite)
         written["qc"] = write_qc_png(fixed, moving, paths["qc"], args.qc_mode, transform=result.transform,
                                      overwrite=args.overwrite)
+    per_bone = None
+    if failure is None and result is not None and bone_labels is not None:
+        per_bone = _run_per_bone(fixed, moving, result, bone_labels, labels_space, settings, progress)
+        for bone in per_bone.bones:
+            key = f"transform_{bone.name}"
+            written[key] = write_transform_atomic(bone.transform, paths[key], args.overwrite)
     report = build_report(result, inputs=inputs, inspection=inspection, command=command,
                           outputs={**{k: str(v.resolve()) for k, v in written.items()},
                                    "report": str(paths["report"].resolve())})
+    if per_bone is not None:
+        report["per_bone"] = per_bone.to_dict()
     written["report"] = write_report(paths["report"], report, args.overwrite)
     if failure is not None:
         raise RegistrationFailedError(failure.what, f"{failure.do}. No transform was written; the report "
                                       f"is {written['report']}" + (f" and the QC picture {written['qc']}"
                                                                    if "qc" in written else ""))
     _summarise(args, result, written)
+    if per_bone is not None:
+        _print(args, "per bone (rigid, fixed -> moving):")
+        for line in per_bone.summary().splitlines():
+            _print(args, f"  {line}")
     return 0
+
+
+def _bone_labels(args: argparse.Namespace, fixed: sitk.Image, moving: sitk.Image):
+    """The bone labels for --per-bone and the image they belong to: the file, else the CT's bones."""
+    from .bone_masks import load_bone_labels, looks_like_ct, segment_bones
+
+    if args.segmentation:
+        return load_bone_labels(args.segmentation), args.segmentation_on
+    for space, image in (("fixed", fixed), ("moving", moving)):
+        if looks_like_ct(image):
+            return segment_bones(image, args.expected_bones), space
+    raise InputError("--per-bone without --segmentation needs a CT (in Hounsfield units) to find the bones in",
+                     "give a bone segmentation with --segmentation FILE")
+
+
+def _run_per_bone(fixed, moving, result, labels, labels_space, settings, progress):
+    from .per_bone import register_per_bone
+
+    bar = Progress(progress.quiet, progress.stream)  # a fresh bar: the whole-volume one ended at 100%
+    with _CtrlC() as cancel:
+        try:
+            return register_per_bone(fixed, moving, result, labels, settings, bar, cancel,
+                                     labels_space=labels_space)
+        finally:
+            bar.close()
 
 
 def _summarise(args: argparse.Namespace, result, written: Dict[str, Path]) -> None:
@@ -296,7 +352,7 @@ def _summarise(args: argparse.Namespace, result, written: Dict[str, Path]) -> No
     labels = {"transform": "transform (fixed -> moving, LPS)", "registered_moving": "registered moving image",
               "qc": "QC picture", "report": "report"}
     for key, path in written.items():
-        _print(args, f"  {labels[key]}: {path}")
+        _print(args, f"  {labels.get(key, key.replace('_', ' '))}: {path}")
     if not result.passed_sanity_checks:
         sys.stderr.write("warning: the result FAILED its sanity checks; it was written because of "
                          "--no-fail-on-sanity. Check the QC picture before using it.\n")
