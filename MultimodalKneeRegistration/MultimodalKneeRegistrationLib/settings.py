@@ -121,7 +121,9 @@ class RegistrationSettings:
 
 
 PRESETS = {
-    "mri-ct": RegistrationSettings(preset="mri-ct"),
+    # Clinical CT <-> MRI: work at ~2.5 mm, the MRI's slice spacing. Measured on the porcine pair:
+    # 1.6 mm mean error to the reference at 2.5 mm vs 2.6 mm at 1.6 mm (the finer MI valley is rougher).
+    "mri-ct": RegistrationSettings(preset="mri-ct", working_voxel_budget=400_000, max_working_spacing_mm=2.5),
     "mri-microct-knee": RegistrationSettings(
         preset="mri-microct-knee",
         roi_margin_mm=10.0,
