@@ -1,0 +1,135 @@
+"""What each mode runs: cases, tools per case, the capture grid and the scaling sizes.
+
+Why: the full run must fit ~60 minutes on 2 cores and the quick one ~10, so every choice that costs
+time (which cases, which grid cells, how many random axes, which volume sizes, time limits) lives
+here in one place, and the report prints it next to the numbers it produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from cases import Case
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One row of the comparison: a worker tool plus its options."""
+
+    label: str
+    tool: str
+    options: Tuple[Tuple[str, Any], ...] = ()
+    kind: str = "peer"  # "ours" or "peer"
+
+    def job(self, case: Case) -> Dict[str, Any]:
+        return dict(case.job_inputs(), tool=self.tool, label=self.label, case=case.name, **dict(self.options))
+
+
+def ours(preset: str) -> Tool:
+    return Tool(f"ours ({preset})", "ours", (("preset", preset),), kind="ours")
+
+
+BRAINSFIT_DEFAULTS_SITK = Tool("BRAINSFit defaults (SimpleITK)", "brainsfit-sitk", (("recipe", "defaults"),))
+BRAINSFIT_TUNED_SITK = Tool("BRAINSFit tuned recipe (SimpleITK)", "brainsfit-sitk", (("recipe", "tuned"),))
+ANTS = Tool("ANTs Rigid (ANTsPy)", "ants")
+ELASTIX = Tool("elastix rigid (itk-elastix)", "elastix")
+
+
+def brainsfit_exe(recipe: str, path: str) -> Tool:
+    return Tool(f"BRAINSFit {recipe} (executable)", "brainsfit-exe", (("recipe", recipe), ("brainsfit", path)))
+
+
+def peers(brainsfit: Optional[str]) -> List[Tool]:
+    tools = [BRAINSFIT_DEFAULTS_SITK, BRAINSFIT_TUNED_SITK]
+    if brainsfit:
+        tools += [brainsfit_exe("defaults", brainsfit), brainsfit_exe("tuned", brainsfit)]
+    return tools + [ANTS, ELASTIX]
+
+
+def tools_for(case: Case, brainsfit: Optional[str], skip: Tuple[str, ...] = ()) -> List[Tool]:
+    """Ours with each preset that applies to the case, then every peer (minus ``skip`` labels)."""
+    chosen = [ours(preset) for preset in case.presets] + peers(brainsfit)
+    return [tool for tool in chosen if tool.label not in skip]
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    cases: Tuple[str, ...]
+    timeout_s: float
+    grid_angles: Tuple[float, ...]
+    grid_translations: Tuple[float, ...]
+    grid_axes: int
+    grid_ct_factor: int
+    grid_parallel: int
+    grid_native_ours: bool
+    grid_tools: Tuple[str, ...]
+    scaling_spacings: Tuple[float, ...]
+    scaling_side_mm: float
+    #: (tool label, case names) pairs not run, each with the reason printed in the report.
+    skips: Tuple[Tuple[str, Tuple[str, ...], str], ...] = ()
+    notes: Tuple[str, ...] = field(default_factory=tuple)
+
+    def skipped(self, case_name: str) -> Dict[str, str]:
+        return {label: reason for label, names, reason in self.skips if case_name in names}
+
+
+#: Cases every mode can draw from: (name, CT side, MR fixed?, offset (deg, mm) or None, description).
+CASE_SPECS = {
+    "pair": ("CT", False, None, "the real pair as scanned (15 deg / 21 mm apart); CT fixed"),
+    "pair-mr-fixed": ("CT", True, None, "the real pair as scanned; MR fixed, CT moving"),
+    "pair-ct4x": ("CT 4x", False, None, "CT block-averaged 4x per axis (1.6x1.6x2.5 mm), as the reference runs used"),
+    "pair-ct4x-mr-fixed": ("CT 4x", True, None, "CT 4x; MR fixed"),
+    "moved-30-40": ("CT", False, (30.0, 40.0), "MR header moved by 30 deg about a random axis + 40 mm"),
+    "moved-40-50-mr-fixed": ("CT", True, (40.0, 50.0), "MR moved by 40 deg + 50 mm; MR fixed, CT moving"),
+    "microct": ("micro-CT", False, None, "48 mm cube of the CT at 0.15 mm (uint16 units + noise) fixed, MR moving"),
+    "microct-mr-fixed": ("micro-CT", True, None, "micro-CT cube moving, MR fixed"),
+    "microct-moved-30-40": ("micro-CT", False, (30.0, 40.0), "micro-CT cube fixed, MR moved by 30 deg + 40 mm"),
+}
+
+MODES = {
+    "quick": Mode(
+        name="quick",
+        cases=("pair", "pair-ct4x", "microct"),
+        timeout_s=150.0,
+        grid_angles=(0.0, 45.0),
+        grid_translations=(0.0, 60.0),
+        grid_axes=1,
+        grid_ct_factor=4,
+        grid_parallel=2,
+        grid_native_ours=False,
+        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS_SITK.label, ANTS.label, ELASTIX.label),
+        scaling_spacings=(0.3, 0.2),
+        scaling_side_mm=60.0,
+        skips=(
+            (BRAINSFIT_TUNED_SITK.label, ("pair", "pair-ct4x", "microct"), "not run in --quick (3-4 min a run)"),
+            (BRAINSFIT_DEFAULTS_SITK.label, ("pair",), "not run in --quick (~4 min on the native CT)"),
+            (ANTS.label, ("pair", "microct"), "not run in --quick (> 4 min on these inputs); see pair-ct4x"),
+        ),
+        notes=(
+            "--quick: 3 cases (some peers left out, see the notes), a 2x2 capture grid with 1 random "
+            "axis per cell, 2 scaling sizes.",
+        ),
+    ),
+    "full": Mode(
+        name="full",
+        cases=("pair", "pair-mr-fixed", "pair-ct4x", "microct", "microct-mr-fixed"),
+        timeout_s=240.0,
+        grid_angles=(0.0, 15.0, 30.0, 45.0, 60.0),
+        grid_translations=(0.0, 30.0, 60.0, 80.0),
+        grid_axes=1,
+        grid_ct_factor=4,
+        grid_parallel=2,
+        grid_native_ours=False,
+        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS_SITK.label, ANTS.label, ELASTIX.label),
+        scaling_spacings=(0.3, 0.2, 0.15, 0.1, 0.075),
+        scaling_side_mm=60.0,
+        notes=(
+            "--full: to fit ~60 min on 2 cores, the capture grid has 1 random axis per cell (20 starts per "
+            "tool), uses the CT 4x as the fixed image for every tool, and leaves out the tuned BRAINSFit "
+            "recipe (3-4 min a run); the known-offset cases of the table are the grid's cells. A tool that "
+            "timed out is not run again on a case whose fixed image has at least as many voxels.",
+        ),
+    ),
+}
