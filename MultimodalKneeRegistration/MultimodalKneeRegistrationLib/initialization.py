@@ -55,6 +55,16 @@ def rotation_candidates(max_angle_deg: float, step_deg: float) -> List[np.ndarra
     return [np.array(v) for v in itertools.product(axis, axis, axis) if np.linalg.norm(v) <= limit]
 
 
+def flip_rotations() -> List[np.ndarray]:
+    """Identity and the half turns about x, y and z (in the sampled image's LPS axes).
+
+    Why: specimens and patients are often scanned the other way round (feet- vs head-first, prone vs
+    supine, a micro-CT sample turned over). On our porcine pair the right answer is a 178 deg turn:
+    a search limited to +/-60 deg finds the outline-only optimum instead (MI 0.25 vs 0.30).
+    """
+    return [np.eye(3), np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])]
+
+
 def rotation_matrix(rotation_vector: np.ndarray) -> np.ndarray:
     angle = float(np.linalg.norm(rotation_vector))
     if angle < 1e-12:
@@ -132,8 +142,11 @@ def search_start_pose(
     _check_cancel(should_cancel)
 
     poses: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
-    for rotation_vector in rotation_candidates(settings.search_max_angle_deg, settings.search_angle_step_deg):
-        rotation = rotation_matrix(rotation_vector)
+    grid = [
+        rotation_matrix(v) for v in rotation_candidates(settings.search_max_angle_deg, settings.search_angle_step_deg)
+    ]
+    bases = flip_rotations() if settings.search_flips else [np.eye(3)]
+    for rotation in (base @ local for base in bases for local in grid):
         for shift in kept + [centroid_shift(rotation)]:
             candidate = pose(rotation, shift)
             poses.append((scorer.score(candidate), candidate))
@@ -158,7 +171,8 @@ def search_start_pose(
         refined=len(refined),
         seconds=time.perf_counter() - began,
         description=(
-            f"searched {count} poses ({len(shifts)} positions, rotations up to {settings.search_max_angle_deg:g} deg) "
+            f"searched {count} poses ({len(shifts)} positions, rotations up to {settings.search_max_angle_deg:g} deg"
+            f"{' around the identity and the three half turns' if settings.search_flips else ''}) "
             f"at {search_spacing_mm:.1f} mm, refined {len(refined)}; MI score {start_score:.3f} at the start -> "
             f"{best_score:.3f}"
         ),

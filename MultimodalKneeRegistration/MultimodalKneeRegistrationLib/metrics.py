@@ -12,29 +12,37 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import rotation_angle_deg, scale_factors, transform_to_matrix
+from .geometry import apply_matrix, index_to_physical_matrix, rotation_angle_deg, scale_factors, transform_to_matrix
 
 
 class MutualInformationScorer:
     """Mutual information between a fixed (sampled) image and a moving image under a transform.
 
-    The fixed image is binned once; each score resamples the moving image on the fixed grid and
-    fills a joint histogram with ``np.bincount`` (about a millisecond for 60k voxels). The score
-    is MI times the fraction of fixed voxels that land inside the moving image, so poses that push
-    the images apart are not rewarded for the spuriously high MI of a tiny overlap.
+    Up to ``max_points`` fixed voxel centres (a fixed random subset, so scores are reproducible)
+    are binned once; each score maps them through the transform's matrix, interpolates the moving
+    image trilinearly in numpy and fills a joint histogram with ``np.bincount``: about 1 ms a pose,
+    which is what lets the initial search score over a thousand poses. The score is MI times the
+    fraction of points that land inside the moving image, so poses that push the images apart are
+    not rewarded for the spuriously high MI of a tiny overlap.
 
     Example:
         >>> scorer = MutualInformationScorer(fixed_small, moving_small)  # doctest: +SKIP
         >>> scorer.score(sitk.Transform(3, sitk.sitkIdentity))  # doctest: +SKIP
     """
 
-    def __init__(self, fixed: sitk.Image, moving: sitk.Image, bins: int = 32) -> None:
-        self.fixed = fixed
-        self.moving = moving
+    def __init__(self, fixed: sitk.Image, moving: sitk.Image, bins: int = 32, max_points: int = 20_000) -> None:
         self.bins = bins
-        values = sitk.GetArrayFromImage(fixed).ravel().astype(np.float64)
-        self._fixed_bins = _to_bins(values, bins)
-        self._moving_range = _robust_range(sitk.GetArrayViewFromImage(moving))
+        fixed_values = sitk.GetArrayViewFromImage(fixed).ravel()
+        chosen = np.arange(fixed_values.size)
+        if chosen.size > max_points:
+            chosen = np.sort(np.random.default_rng(0).choice(chosen.size, max_points, replace=False))
+        size = np.array(fixed.GetSize())
+        index = np.stack(np.unravel_index(chosen, size[::-1])[::-1], axis=1).astype(np.float64)
+        self._points = apply_matrix(index_to_physical_matrix(fixed), index)
+        self._fixed_bins = _to_bins(np.asarray(fixed_values[chosen], dtype=np.float64), bins)
+        self._moving = sitk.GetArrayFromImage(moving).astype(np.float32)  # (z, y, x)
+        self._to_moving_index = np.linalg.inv(index_to_physical_matrix(moving))
+        self._moving_range = _robust_range(self._moving)
 
     def explained_fraction(self, transform: sitk.Transform) -> float:
         """MI divided by the sampled image's entropy (0: unrelated, 1: one predicts the other).
@@ -47,18 +55,38 @@ class MutualInformationScorer:
         return self.score(transform) / entropy if entropy > 0 else 0.0
 
     def score(self, transform: sitk.Transform) -> float:
-        warped = sitk.Resample(self.moving, self.fixed, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat32)
-        values = sitk.GetArrayViewFromImage(warped).ravel()
-        inside = np.isfinite(values)
+        matrix = self._to_moving_index @ transform_to_matrix(transform)
+        values, inside = _trilinear(self._moving, apply_matrix(matrix, self._points))
         fraction = float(inside.mean())
         if fraction < 0.05:
             return 0.0
         lo, hi = self._moving_range
-        moving_bins = np.clip(
-            ((values[inside] - lo) / (hi - lo) * self.bins).astype(np.int64), 0, self.bins - 1
-        )
+        moving_bins = np.clip(((values - lo) / (hi - lo) * self.bins).astype(np.int64), 0, self.bins - 1)
         joint = np.bincount(self._fixed_bins[inside] * self.bins + moving_bins, minlength=self.bins**2)
         return mutual_information(joint.reshape(self.bins, self.bins)) * fraction
+
+
+def _trilinear(volume: np.ndarray, index_xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Values of ``volume`` (z, y, x) at continuous (x, y, z) indices, and which points are inside."""
+    nz, ny, nx = volume.shape
+    upper = np.array([nx - 1, ny - 1, nz - 1], dtype=np.float64)
+    inside = np.all((index_xyz >= 0.0) & (index_xyz <= upper), axis=1)
+    p = index_xyz[inside]
+    base = np.minimum(p.astype(np.int64), np.maximum(upper.astype(np.int64) - 1, 0))
+    t = (p - base).astype(np.float32)
+    flat = volume.ravel()
+    sx, sy, sz = 1, nx, nx * ny
+    dx = np.where(base[:, 0] < nx - 1, sx, 0)
+    dy = np.where(base[:, 1] < ny - 1, sy, 0)
+    dz = np.where(base[:, 2] < nz - 1, sz, 0)
+    i000 = base[:, 2] * sz + base[:, 1] * sy + base[:, 0]
+    tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
+    c00 = flat.take(i000) * (1 - tx) + flat.take(i000 + dx) * tx
+    c10 = flat.take(i000 + dy) * (1 - tx) + flat.take(i000 + dy + dx) * tx
+    c01 = flat.take(i000 + dz) * (1 - tx) + flat.take(i000 + dz + dx) * tx
+    c11 = flat.take(i000 + dz + dy) * (1 - tx) + flat.take(i000 + dz + dy + dx) * tx
+    values = (c00 * (1 - ty) + c10 * ty) * (1 - tz) + (c01 * (1 - ty) + c11 * ty) * tz
+    return values, inside
 
 
 def explained_fraction(sampled: sitk.Image, other: sitk.Image, transform: sitk.Transform, spacing_mm: float) -> float:

@@ -113,7 +113,7 @@ def register(
             min_explained_fraction=settings.min_explained_fraction,
             min_overlap=settings.min_final_overlap_fraction,
             max_scale_deviation=settings.max_scale_deviation,
-            max_rotation_from_start_deg=settings.search_max_angle_deg + 30.0,
+            max_rotation_from_start_deg=settings.explored_rotation_deg,
         )
         warnings.extend(f"sanity check failed: {text}" for text in failures)
         timings["total"] = time.perf_counter() - began

@@ -116,13 +116,7 @@ def test_recovers_known_transform_fine_anisotropic(name):
     _run_case(name, SLOW_CASES[name])
 
 
-@pytest.mark.parametrize("mode", [
-    "search",
-    pytest.param("Off", marks=pytest.mark.xfail(strict=True, reason=(
-        "known gap (issue 2): from a start 8 deg / 6 mm off (6.2 mm TRE), without the search the "
-        "conjugate-gradient stage stops at 5.4 mm (a coarse refinement first reached only 4.3 mm): local "
-        "optimisation on this detailed 36 mm micro-CT has a smaller capture range than that start"))),
-])
+@pytest.mark.parametrize("mode", ["search", "Off"])
 def test_initial_transform_is_respected(mode):
     # 120 degrees is far beyond what the search explores (60 degrees) around an identity start, so
     # only a start near the truth (8 degrees and 6 mm away from it) can lead to the answer.

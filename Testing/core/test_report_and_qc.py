@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,7 +104,9 @@ def test_checkerboard_png_round_trip_and_overwrite(tmp_path):
 def test_qc_on_the_real_pair_is_fast(tmp_path, porcine_dir):
     data = porcine_dir
     ct, mr = sitk.ReadImage(str(data / "CT.nrrd")), sitk.ReadImage(str(data / "MR_T2.nrrd"))
-    reference = sitk.ReadTransform(str(data / "reference_ct_to_mr.tfm"))
+    reference = sitk.ReadTransform(
+        str(Path(__file__).resolve().parents[1] / "data" / "porcine_ct_to_mr_bone_aligned.tfm")
+    )
     start = time.perf_counter()
     write_qc_png(ct, mr, tmp_path / "qc.png", transform=reference)
     elapsed = time.perf_counter() - start

@@ -81,7 +81,7 @@ class SimpleITKEngine:
                 else min(_AFFINE_LEVELS, len(plan.shrink_factors))
             )
             began = time.perf_counter()
-            method = self._method(fixed, plan, settings, levels)
+            method = self._method(fixed, plan, settings, levels, stage)
             method.SetInitialTransform(_stage_transform(stage, transform), inPlace=False)
             cancelled = self._observe(method, progress, should_cancel, number, count, stage, plan)
             try:
@@ -109,7 +109,7 @@ class SimpleITKEngine:
         return EngineOutput(transform=transform, stages=stages)
 
     @staticmethod
-    def _method(fixed: sitk.Image, plan, settings, levels: int) -> sitk.ImageRegistrationMethod:
+    def _method(fixed: sitk.Image, plan, settings, levels: int, stage: str) -> sitk.ImageRegistrationMethod:
         shrink = list(plan.shrink_factors)[-levels:]
         sigmas = list(plan.smoothing_sigmas_mm)[-levels:]
         voxels = float(np.prod(fixed.GetSize()))
@@ -120,7 +120,15 @@ class SimpleITKEngine:
         method.SetMetricSamplingStrategy(method.RANDOM)
         method.SetMetricSamplingPercentagePerLevel(per_level, settings.random_seed)
         method.SetInterpolator(sitk.sitkLinear)
-        if settings.optimizer == "RegularStepGradientDescent":
+        if settings.optimizer == "Powell" and stage == "Rigid":
+            method.SetOptimizerAsPowell(
+                numberOfIterations=settings.powell_sweeps,
+                maximumLineIterations=12,
+                stepLength=settings.max_step_mm,
+                stepTolerance=settings.powell_step_tolerance,
+                valueTolerance=1e-4,
+            )
+        elif settings.optimizer == "RegularStepGradientDescent":
             method.SetOptimizerAsRegularStepGradientDescent(
                 learningRate=settings.max_step_mm,
                 minStep=settings.min_step_mm,
