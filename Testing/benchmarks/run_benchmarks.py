@@ -17,27 +17,26 @@ import shutil
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Dict, List
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import cases as C  # noqa: E402
 import report  # noqa: E402
-import runner  # noqa: E402
-import selfcheck  # noqa: E402
 import suite  # noqa: E402
 from peers import find_brainsfit  # noqa: E402
-from rigid import apply, compose, distances, random_unit_vectors  # noqa: E402
-
-SUCCESS_MM = 2.0
-#: The CT -> MR answer the benchmark measures against (see README: the data set's own file is a
-#: 180-degree-flipped optimum that aligns the block's outline but not the bone).
-CORRECTED_REFERENCE = HERE / "reference_ct_to_mr_corrected.tfm"
+from sections import (  # noqa: E402
+    CORRECTED_REFERENCE,
+    SUCCESS_MM,
+    Bench,
+    log,
+    run_cases,
+    run_grid,
+    run_scaling,
+    run_selfcheck,
+)
 
 
 def default_data_dir() -> Path:
@@ -45,302 +44,6 @@ def default_data_dir() -> Path:
     if env:
         return Path(env) / "porcine_ct_mr" if (Path(env) / "porcine_ct_mr").is_dir() else Path(env)
     return HERE.parents[1] / ".." / "shared" / "data" / "porcine_ct_mr"
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-class Bench:
-    """Holds the pair, the work folder and the shared inputs derived from them."""
-
-    def __init__(self, pair: C.PairData, work: Path, mode: suite.Mode) -> None:
-        self.pair, self.work, self.mode = pair, work, mode
-        self.rng = np.random.default_rng(5)
-        self._ct_file: Path | None = None
-        self._ct4x: tuple | None = None
-        self._microct: tuple | None = None
-
-    def ct(self):
-        if self._ct_file is None:
-            self._ct_file = C.write_image(self.pair.ct, self.work / "ct.nrrd")
-        return C.Geometry.of(self.pair.ct), self._ct_file, self.pair.specimen_points, 1
-
-    def ct4x(self):
-        if self._ct4x is None:
-            image, path = C.downsampled_ct(self.pair, 4, self.work)
-            self._ct4x = (C.Geometry.of(image), path, self.pair.specimen_points, 4)
-        return self._ct4x
-
-    def microct(self):
-        if self._microct is None:
-            center = self.pair.bone_center
-            path = self.work / "microct.nrrd"
-            geometry = C.write_microct(self.pair.ct, center, C.MICROCT_SIDE_MM, C.MICROCT_SPACING_MM, path)
-            points = C.cube_points(self.pair.specimen_points, center, C.MICROCT_SIDE_MM)
-            self._microct = (geometry, path, points, 1)
-        return self._microct
-
-    def ct_side(self, kind: str):
-        return {"CT": self.ct, "CT 4x": self.ct4x, "micro-CT": self.microct}[kind]()
-
-    def case(self, name: str) -> C.Case:
-        kind, mr_fixed, offset, description = suite.CASE_SPECS[name]
-        geometry, path, points, factor = self.ct_side(kind)
-        mr_pose = None
-        if offset is not None:
-            axis, direction = random_unit_vectors(2, np.random.default_rng(zlib.crc32(name.encode())))
-            center = apply(self.pair.reference, points.mean(axis=0)[None])[0]
-            mr_pose = C.offset_pose(offset[0], offset[1], axis, direction, center)
-        presets = ("mri-microct-knee", "fast-preview") if kind == "micro-CT" else ("mri-ct", "fast-preview")
-        case = C.make_case(
-            name,
-            description,
-            geometry,
-            path,
-            kind,
-            points,
-            self.pair.mr,
-            self.pair.reference,
-            mr_pose,
-            self.work,
-            mr_fixed,
-            presets,
-            factor,
-        )
-        case.extra["start_error_mm"] = float(distances(np.eye(4), case.truth, case.points).mean())
-        return case
-
-
-def run_cases(bench: Bench, brainsfit: str | None, threads: int, only_tools: List[str]) -> List[Dict[str, Any]]:
-    rows: List[Dict[str, Any]] = []
-    timed_out: Dict[str, tuple] = {}  # tool label -> (fixed voxels, case) of its first timeout
-    for name in bench.mode.cases:
-        case = bench.case(name)
-        skipped = bench.mode.skipped(name)
-        log(f"case {name}: {case.description} (start error {case.extra['start_error_mm']:.1f} mm)")
-        for tool in suite.tools_for(case, brainsfit):
-            if only_tools and not any(t in tool.label for t in only_tools):
-                continue
-            base = {
-                "case": name,
-                "tool": tool.label,
-                "kind": tool.kind,
-                "fixed": case.fixed_kind,
-                "moving": case.moving_kind,
-                "fine_mb": case.fine_bytes / 2**20,
-                "start_error_mm": case.extra["start_error_mm"],
-            }
-            if tool.label in skipped:
-                rows.append(dict(base, verdict="skipped", note=skipped[tool.label]))
-                continue
-            if tool.label in timed_out and case.fixed_voxels >= timed_out[tool.label][0]:
-                voxels, where = timed_out[tool.label]
-                rows.append(
-                    dict(
-                        base,
-                        verdict="skipped",
-                        note=f"not run: timed out on {where} (fixed image "
-                        f"{voxels / 1e6:.0f} M voxels <= this one's {case.fixed_voxels / 1e6:.0f} M)",
-                    )
-                )
-                continue
-            outcome = runner.run_job(tool.job(case), bench.mode.timeout_s, threads, bench.work)
-            if outcome["status"] == "timeout" and tool.label not in timed_out:
-                timed_out[tool.label] = (case.fixed_voxels, name)
-            scored = runner.score(outcome, case.truth, case.points, SUCCESS_MM)
-            rows.append(dict(base, **_slim(scored)))
-            log(
-                f"  {tool.label:40s} {scored['verdict']:8s} mean {scored.get('mean_mm', float('nan')):7.2f} mm "
-                f"tool {_n(scored.get('seconds')):7.1f} s peak {_n(scored.get('peak_rss_mb')):7.0f} MB"
-            )
-    return rows
-
-
-def _n(value) -> float:
-    return float("nan") if value is None else float(value)
-
-
-def _slim(scored: Dict[str, Any]) -> Dict[str, Any]:
-    keep = (
-        "verdict",
-        "success",
-        "mean_mm",
-        "max_mm",
-        "seconds",
-        "wall_s",
-        "peak_rss_mb",
-        "library_rss_mb",
-        "error",
-        "extra",
-        "marks",
-        "matrix",
-    )
-    return {k: scored[k] for k in keep if k in scored}
-
-
-def run_grid(bench: Bench, threads: int, only_tools: List[str]) -> List[Dict[str, Any]]:
-    """Capture range: MR moved so that the answer is exactly the start offset (truth = offset pose)."""
-    mode = bench.mode
-    geometry, path, points, factor = bench.ct_side("CT 4x" if mode.grid_ct_factor == 4 else "CT")
-    center = points.mean(axis=0)
-    starts = C.grid_offsets(mode.grid_angles, mode.grid_translations, mode.grid_axes)
-    tools = [
-        suite.ours("mri-ct"),
-        suite.ours("fast-preview"),
-        suite.BRAINSFIT_DEFAULTS_SITK,
-        suite.BRAINSFIT_TUNED_SITK,
-        suite.ANTS,
-        suite.ELASTIX,
-    ]
-    tools = [t for t in tools if t.label in mode.grid_tools]
-    tools = [t for t in tools if not only_tools or any(o in t.label for o in only_tools)]
-    jobs, meta = [], []
-    for number, (angle, translation, axis, direction) in enumerate(starts):
-        truth = C.offset_pose(angle, translation, axis, direction, center)
-        mr_pose = compose(truth, np.linalg.inv(bench.pair.reference))
-        case = C.make_case(
-            f"grid{number:02d}",
-            "capture grid",
-            geometry,
-            path,
-            "CT 4x",
-            points,
-            bench.pair.mr,
-            bench.pair.reference,
-            mr_pose,
-            bench.work,
-            False,
-            ("mri-ct",),
-            factor,
-        )
-        assert np.allclose(case.truth, truth)
-        chosen = list(tools)
-        if mode.grid_native_ours and (not only_tools or any("native" in o for o in only_tools)):
-            native_geometry, native_path, _, _ = bench.ct()
-            native = C.make_case(
-                f"grid{number:02d}n",
-                "capture grid, native CT",
-                native_geometry,
-                native_path,
-                "CT",
-                points,
-                bench.pair.mr,
-                bench.pair.reference,
-                mr_pose,
-                bench.work,
-                False,
-                ("mri-ct",),
-                1,
-            )
-            jobs.append(dict(suite.ours("mri-ct").job(native), label="ours (mri-ct), native CT"))
-            meta.append((angle, translation, native))
-        for tool in chosen:
-            jobs.append(tool.job(case))
-            meta.append((angle, translation, case))
-    log(
-        f"capture grid: {len(starts)} starts x {len(jobs) // max(1, len(starts))} runs, "
-        f"{mode.grid_parallel} at a time with {max(1, threads // mode.grid_parallel)} thread(s) each"
-    )
-
-    def done(job, outcome):
-        log(f"  grid {job['case']} {job['label']:34s} {outcome['status']} {outcome['wall_s']:.0f} s")
-
-    outcomes = runner.run_many(
-        jobs, mode.timeout_s, max(1, threads // mode.grid_parallel), bench.work, mode.grid_parallel, done
-    )
-    rows = []
-    for job, outcome, (angle, translation, case) in zip(jobs, outcomes, meta):
-        scored = runner.score(outcome, case.truth, case.points, SUCCESS_MM)
-        rows.append(
-            {
-                "tool": job["label"],
-                "angle_deg": angle,
-                "translation_mm": translation,
-                "verdict": scored["verdict"],
-                "success": scored["success"],
-                "mean_mm": scored.get("mean_mm"),
-                "seconds": scored.get("seconds"),
-            }
-        )
-    return rows
-
-
-def run_scaling(bench: Bench, threads: int) -> List[Dict[str, Any]]:
-    """Ours and the one-pass floor on micro-CT-like cubes of growing voxel count (MR moving)."""
-    mode = bench.mode
-    center = bench.pair.bone_center
-    mr_file = C.write_image(bench.pair.mr, bench.work / "mr_scaling.nrrd")
-    rows = []
-    for spacing in mode.scaling_spacings:
-        path = bench.work / f"scaling_{spacing:g}.nrrd"
-        began = time.perf_counter()
-        geometry = C.write_microct(bench.pair.ct, center, mode.scaling_side_mm, spacing, path)
-        log(
-            f"scaling {spacing} mm: {geometry.voxels / 1e6:.0f} M voxels, {geometry.nbytes / 2**20:.0f} MB "
-            f"(written in {time.perf_counter() - began:.0f} s)"
-        )
-        points = C.cube_points(bench.pair.specimen_points, center, mode.scaling_side_mm)
-        job = {"fixed": str(path), "moving": str(mr_file), "preset": "mri-microct-knee"}
-        for tool in ("floor", "ours"):
-            outcome = runner.run_job(dict(job, tool=tool), max(mode.timeout_s, 300.0), threads, bench.work)
-            scored = runner.score(outcome, bench.pair.reference, points, SUCCESS_MM)
-            marks = outcome.get("marks", {})
-            rows.append(
-                {
-                    "tool": tool,
-                    "spacing_mm": spacing,
-                    "voxels": geometry.voxels,
-                    "mb": geometry.nbytes / 2**20,
-                    "verdict": scored["verdict"],
-                    "mean_mm": scored.get("mean_mm"),
-                    "seconds": scored.get("seconds"),
-                    "read_s": marks.get("loaded", {}).get("t", np.nan) - marks.get("imported", {}).get("t", 0),
-                    "process_s": marks.get("done", {}).get("t", np.nan) - marks.get("imported", {}).get("t", 0),
-                    "peak_rss_mb": outcome.get("peak_rss_mb"),
-                    "library_rss_mb": scored.get("library_rss_mb"),
-                }
-            )
-            log(
-                f"  {tool:6s} {scored['verdict']:8s} {rows[-1]['process_s']:.1f} s (read+run) "
-                f"peak {_n(outcome.get('peak_rss_mb')):.0f} MB"
-            )
-        path.unlink()
-    return rows
-
-
-def run_selfcheck(bench: Bench, threads: int, brainsfit: str | None) -> Dict[str, Any]:
-    composition = selfcheck.check_composition(bench.pair, np.random.default_rng(11))
-    log(
-        f"selfcheck: composition verified on {composition['points']} points "
-        f"(wrong order would differ by {composition['wrong_order_mismatch']:.2f} of the MR range)"
-    )
-    folder = bench.work / "selfcheck"
-    folder.mkdir(exist_ok=True)
-    fixed, moving, truth, points = selfcheck.synthetic_pair(folder)
-    base = {
-        "fixed": str(fixed),
-        "moving": str(moving),
-        "fine_side": "fixed",
-        "mr_side": "moving",
-        "tuned_shrink": 1,
-        "tuned_roi": [[-1e4] * 3, [1e4] * 3],
-    }
-    tools = [suite.ours("mri-ct"), suite.BRAINSFIT_TUNED_SITK, suite.ANTS, suite.ELASTIX]
-    if brainsfit:
-        tools.append(suite.brainsfit_exe("tuned", brainsfit))
-    results = []
-    for tool in tools:
-        job = dict(base, tool=tool.tool, label=tool.label, **dict(tool.options))
-        results.append(dict(runner.run_job(job, 300.0, threads, bench.work), label=tool.label))
-    rows = selfcheck.check_tools(results, truth, points)
-    for row in rows:
-        log(
-            f"  {row['tool']:40s} {'verified' if row['passed'] else 'NOT VERIFIED'} "
-            f"{row.get('mean_mm', float('nan')):.3f} mm (identity {row['identity_mm']:.1f}, "
-            f"inverse {row['inverse_mm']:.1f})"
-        )
-    return {"composition": composition, "tools": rows}
 
 
 def machine_info() -> Dict[str, Any]:
@@ -364,6 +67,7 @@ def machine_info() -> Dict[str, Any]:
             versions[module] = f"unavailable ({type(error).__name__})"
     return {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "load_average_start": [round(v, 2) for v in os.getloadavg()],
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -371,6 +75,21 @@ def machine_info() -> Dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def _merged(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
+    """``new`` plus the sections only ``old`` has; the run's facts are listed per invocation."""
+    merged = dict(new)
+    for section in ("selfcheck", "cases", "grid", "scaling"):
+        if section not in new and section in old:
+            merged[section] = old[section]
+    merged["sections"] = [s for s in ("selfcheck", "cases", "grid", "scaling") if s in merged]
+    merged["total_minutes"] = round(old.get("total_minutes", 0) + new["total_minutes"], 1)
+    earlier = old.get("earlier_runs", []) + [
+        {k: old.get(k) for k in ("machine", "sections", "total_minutes", "load_average_end")}
+    ]
+    merged["earlier_runs"] = earlier
+    return merged
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -392,6 +111,11 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--sections", default="selfcheck,cases,grid,scaling")
     parser.add_argument("--cases", help="comma-separated case names (default: the mode's)")
     parser.add_argument("--tools", default="", help="comma-separated label fragments to run (default: all)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other sections of an earlier raw file of the same mode (to rerun one section)",
+    )
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md/PNGs from the raw file")
     args = parser.parse_args(argv)
     mode = suite.MODES[args.mode or "quick"]
@@ -427,7 +151,7 @@ def main(argv: List[str] | None = None) -> int:
         reference = args.data / "reference_ct_to_mr.tfm" if args.reference == "shared" else Path(args.reference)
         raw["reference"] = str(reference)
         pair = C.load_pair(args.data, reference)
-        bench = Bench(pair, work, mode)
+        bench = Bench(pair, work, mode, args.out)
         raw["specimen_points"] = int(len(pair.specimen_points))
         if "selfcheck" in sections:
             raw["selfcheck"] = run_selfcheck(bench, args.threads, brainsfit)
@@ -440,6 +164,8 @@ def main(argv: List[str] | None = None) -> int:
     finally:
         raw["total_minutes"] = round((time.perf_counter() - began) / 60, 1)
         raw["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+        if args.merge and raw_file.is_file():
+            raw = _merged(json.loads(raw_file.read_text()), raw)
         raw_file.write_text(json.dumps(raw, indent=1, default=float))
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -1,13 +1,12 @@
-"""Accuracy on the real porcine CT + MR T2 pair against its consensus reference transform.
+"""Accuracy on the real porcine CT + MR T2 pair against its bone-aligned reference transform.
 
-The issue asks for <= 1.5 mm mean. Measured on this machine (2026-11-24) with the mri-ct preset
-(2.5 mm working grid): 1.6 mm mean / 3.8 mm max from the identity start and 2.0 / 5.0 mm with the
-MR moved 30 deg and 40 mm (at a 1.6 mm working grid: 2.6 / 4.5 and 2.4 / 6.3 mm; the MI valley is
-flat within ~2 mm and rougher at finer grids). The tolerances
-below are those figures plus ~0.5 mm, not the issue's target: the Mattes-MI optimum on this soft-
-tissue pair lies ~2 mm (mostly along the MR's 2.5 mm slice axis) from the consensus of BRAINSFit,
-ANTs and elastix, for every working resolution, windowing and optimiser tried (see RESULTS.md).
-BRAINSFit with its defaults lands 38 mm away on the same pair: the failure these tests guard.
+The data set's own reference_ct_to_mr.tfm aligns only the outline of the box-shaped specimen (a
+half-turned optimum); Testing/data/README.md explains the bone-aligned one used here. Measured on
+this machine (2026-11-24, mri-ct preset): 1.50 mm mean / 3.70 mm max from the header start (the
+MR is turned over: a 178 deg answer) and 0.75 / 0.99 mm with the MR moved a further 30 deg and
+40 mm. Tolerances are those figures plus ~0.5 mm (the reference is a consensus optimum, not a
+fiducial truth). BRAINSFit with its defaults returns exit code 0 on this pair with a transform
+that matches neither answer: the failure these tests guard.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ def test_ct_fixed_mr_moving_from_identity(pair):
     errors = point_distances(result.transform, reference, points)
     assert result.passed_sanity_checks
     assert result.metric_after < result.metric_before
-    assert errors.mean() <= 2.1, f"mean {errors.mean():.2f} mm"
+    assert errors.mean() <= 2.0, f"mean {errors.mean():.2f} mm"
     assert errors.max() <= 4.5, f"max {errors.max():.2f} mm"
 
 
@@ -72,8 +71,8 @@ def test_mr_moved_30_degrees_40_mm_still_converges(pair):
     truth.AddTransform(reference)  # applied first: CT -> MR, then the motion
     result = register(ct, moved_mr, settings_for_preset("mri-ct"))
     errors = point_distances(result.transform, truth, points)
-    assert errors.mean() <= 2.5, f"mean {errors.mean():.2f} mm"
-    assert errors.max() <= 5.5, f"max {errors.max():.2f} mm"
+    assert errors.mean() <= 1.25, f"mean {errors.mean():.2f} mm"
+    assert errors.max() <= 1.75, f"max {errors.max():.2f} mm"
 
 
 @pytest.fixture(scope="module")

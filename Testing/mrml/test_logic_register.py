@@ -212,8 +212,7 @@ def test_porcine_ct_mr_through_the_logic_matches_the_reference(mrml, porcine_dir
         f"max {errors.max():.2f} mm, {out.seconds:.1f} s"
     )
     assert len(points) > 500
-    # Issue 3 asks for 1.5 mm; measured 2.74 mm mean / 6.0 mm max (2026-11-24). The core lands the
-    # same from the same start: the Mattes-MI optimum on this pair lies ~2 mm from the consensus
-    # reference (see Testing/core/test_real_data_accuracy.py). Tolerance = measured + 0.5 mm.
-    assert errors.mean() < 3.25
+    # Measured 1.56 mm mean / 3.4 mm max against the bone-aligned reference (Testing/data/README.md;
+    # the data set's own file aligns only the outline). Issue 3 asks for 1.5 mm; tolerance = measured + 0.4.
+    assert errors.mean() < 2.0
     assert out.result.passed_sanity_checks
