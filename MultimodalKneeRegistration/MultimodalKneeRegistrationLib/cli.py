@@ -128,7 +128,10 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
                        help="fraction of working voxels the metric samples: 0.05 or 5%% (default: planned)")
     group.add_argument("--iterations", type=_positive_int, metavar="N", help="optimizer iterations per level")
     group.add_argument("--seed", type=int, metavar="N", help="random seed of the metric sampling")
-    group.add_argument("--threads", type=_positive_int, metavar="N", help="threads (default: all cores)")
+    group.add_argument(
+        "--threads", type=_positive_int, metavar="N",
+        help="threads (default: 1, so repeated runs give identical results; more is faster, not bit-reproducible)",
+    )
     parser.add_argument("--quiet", action="store_true", help="print errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
 

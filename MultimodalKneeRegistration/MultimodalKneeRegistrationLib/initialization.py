@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from .engines.base import new_registration_method
 from .geometry import apply_matrix, image_center, overlap_fraction, physical_box, transform_to_matrix
 from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
@@ -180,7 +181,7 @@ def search_start_pose(
 
 
 def _local_refine(fixed, moving, transform, settings, spacing_mm) -> Optional[sitk.VersorRigid3DTransform]:
-    method = sitk.ImageRegistrationMethod()
+    method = new_registration_method(settings)
     method.SetMetricAsMattesMutualInformation(32)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(min(1.0, 20_000 / max(1, _voxels(fixed))), settings.random_seed)

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .bone_masks import BoneLabels, bone_regions, bone_values, mask_bounding_points
+from .engines.base import new_registration_method
 from .errors import CancelledError, InputError
 from .geometry import Box, apply_matrix, rotation_angle_deg, transform_to_matrix
 from .preprocessing import crop_to_box, downsample, shrink_factors_for_spacing, window_intensities
@@ -249,7 +250,7 @@ def _register_bone(sampled, other, mask, start, centroid, working, settings, rep
     percentage = float(min(1.0, wanted / max(inside, 1.0)))
 
     def method(levels) -> sitk.ImageRegistrationMethod:
-        m = sitk.ImageRegistrationMethod()
+        m = new_registration_method(settings)
         m.SetMetricAsMattesMutualInformation(settings.number_of_histogram_bins)
         m.SetMetricFixedMask(mask)
         m.SetMetricSamplingStrategy(m.RANDOM)
@@ -271,7 +272,8 @@ def _register_bone(sampled, other, mask, start, centroid, working, settings, rep
     candidates.sort(key=lambda c: -c[0])
     # The best two starts are refined on the coarse levels; the winner alone goes to full resolution.
     refined = []
-    for _, candidate in candidates[:2]:
+    # The whole-volume pose is always refined too: the rotated starts must beat it, not replace it.
+    for candidate in [c for _, c in candidates[:2]] + [start_rigid]:
         found, _ = _optimise(method(_PYRAMID[:2]), candidate, sampled_work, other_work, settings, 60,
                              lambda level, it, value: report(level, it, value), should_cancel)
         refined.append((score(found), found))
@@ -280,8 +282,11 @@ def _register_bone(sampled, other, mask, start, centroid, working, settings, rep
     found, m = _polish(method(_PYRAMID[-1:]), refined[0][1], sampled_work, other_work, radius,
                        lambda level, it, value: report(2, it, value), should_cancel)
     final_level = method(_PYRAMID[-1:])
-    return {"matrix": transform_to_matrix(found), "after": _evaluate(final_level, found, sampled_work, other_work),
-            "before": _evaluate(final_level, start_rigid, sampled_work, other_work),
+    after = _evaluate(final_level, found, sampled_work, other_work)
+    before = _evaluate(final_level, start_rigid, sampled_work, other_work)
+    if not after < before:  # Mattes MI: lower is better; never hand back a pose worse than the start
+        found, after = start_rigid, before
+    return {"matrix": transform_to_matrix(found), "after": after, "before": before,
             "stop": m.GetOptimizerStopConditionDescription(), "iterations": m.GetOptimizerIteration()}
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .engines import SimpleITKEngine
+from .engines.base import new_registration_method
 from .errors import CancelledError, InputError, RegistrationFailedError
 from .geometry import (
     Box,
@@ -64,7 +65,7 @@ def register(
     report = _progress_reporter(progress)
     timings: Dict[str, float] = {}
     began = time.perf_counter()
-    with _threads(settings.number_of_threads):
+    with _threads(settings.number_of_threads or (1 if settings.deterministic else None)):
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         start = _checked_start(initial_transform)
         report("prepare", 0.0, "planning resolution and field of view")
@@ -238,7 +239,7 @@ def _crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk
 
 
 def _metric_at(sampled, other, transform, plan, settings) -> Optional[float]:
-    method = sitk.ImageRegistrationMethod()
+    method = new_registration_method(settings)
     method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(plan.sampling_percentage, settings.random_seed)

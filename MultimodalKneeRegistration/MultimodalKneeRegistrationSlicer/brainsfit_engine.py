@@ -16,6 +16,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.brainsfit_parameters import brainsfit_parameters
+from MultimodalKneeRegistrationLib.engines.base import new_registration_method
 from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError
 from MultimodalKneeRegistrationLib.geometry import (
     Box,
@@ -61,7 +62,7 @@ def mattesMetric(
     fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, plan, settings
 ) -> Optional[float]:
     """Mattes MI (negative; lower is better) of the images under ``transform``, as BRAINSFit scores them."""
-    method = sitk.ImageRegistrationMethod()
+    method = new_registration_method(settings)
     method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     voxels = float(np.prod(fixed.GetSize()))

@@ -13,6 +13,14 @@ ProgressCallback = Callable[[float, str], None]
 CancelCheck = Callable[[], bool]
 
 
+def new_registration_method(settings) -> sitk.ImageRegistrationMethod:
+    """An ``ImageRegistrationMethod`` honouring ``settings.deterministic`` (one metric thread)."""
+    method = sitk.ImageRegistrationMethod()
+    if getattr(settings, "deterministic", False):
+        method.SetNumberOfThreads(1)
+    return method
+
+
 @dataclass
 class EngineOutput:
     """Transform found by an engine (maps ``fixed`` points to ``moving`` points) and its stages."""

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import CancelledError, RegistrationFailedError
 from ..results import StageResult
-from .base import CancelCheck, EngineOutput, ProgressCallback
+from .base import CancelCheck, EngineOutput, ProgressCallback, new_registration_method
 
 #: Stage -> (transform factory from the previous stage's transform, pyramid levels it uses).
 _AFFINE_LEVELS = 2
@@ -115,7 +115,7 @@ class SimpleITKEngine:
         voxels = float(np.prod(fixed.GetSize()))
         wanted = plan.sampling_percentage * voxels
         per_level = [float(min(1.0, wanted / max(1.0, voxels / f**3))) for f in shrink]
-        method = sitk.ImageRegistrationMethod()
+        method = new_registration_method(settings)
         method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
         method.SetMetricSamplingStrategy(method.RANDOM)
         method.SetMetricSamplingPercentagePerLevel(per_level, settings.random_seed)
