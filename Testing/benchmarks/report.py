@@ -68,7 +68,7 @@ def _header(raw: Dict[str, Any]) -> List[str]:
         f"in {raw.get('total_minutes', '?')} min. Sections run: {', '.join(raw.get('sections', []))}.",
         "",
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB RAM; {m['platform']}; Python {m['python']}.",
-        f"- Versions: {versions}.",
+        f"- Versions: {versions}; our code at {m.get('our_code', 'an unrecorded commit')}.",
         f"- Load average (1/5/15 min) at start {m.get('load_average_start')}, at end {raw.get('load_average_end')}: "
         "a load above the run's own threads means other processes shared the 2 cores and wall times are "
         "inflated (the CPU seconds column is not).",

@@ -66,6 +66,7 @@ def machine_info() -> Dict[str, Any]:
         except Exception as error:  # a missing peer is reported, not fatal
             versions[module] = f"unavailable ({type(error).__name__})"
     return {
+        "our_code": _git_state(),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "load_average_start": [round(v, 2) for v in os.getloadavg()],
         "cpu": cpu,
@@ -75,6 +76,24 @@ def machine_info() -> Dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+def _git_state() -> str:
+    """Commit and number of locally modified files of the package under test (read-only git calls)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "MultimodalKneeRegistration"],
+            cwd=HERE.parents[1],
+            capture_output=True,
+            text=True,
+        )
+        changed = len([line for line in dirty.stdout.splitlines() if line.strip()])
+        return f"{head.stdout.strip() or '?'}" + (f" + {changed} modified file(s)" if changed else "")
+    except OSError:
+        return "unknown"
 
 
 def _merged(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:

@@ -44,3 +44,20 @@ def test_score_peaks_at_the_true_pose():
     for offset in [(3, 0, 0), (0, -3, 0), (0, 0, 3)]:
         wrong = sitk.TranslationTransform(3, tuple(np.add((4.0, -3.0, 2.0), offset)))
         assert scorer.score(wrong) < best
+
+
+def test_metric_check_tolerates_noise_at_an_aligned_start_but_not_a_worse_result():
+    from MultimodalKneeRegistrationLib.metrics import sanity_checks
+
+    identity = sitk.AffineTransform(3)
+
+    def metric_check(before, after):
+        checks, _ = sanity_checks(
+            identity, identity, before, after, 1.0, 0.4,
+            min_explained_fraction=0.18, min_overlap=0.2, max_scale_deviation=0.3, max_rotation_from_start_deg=90,
+        )
+        return checks["metric_improved"]["passed"]
+
+    assert metric_check(-0.50, -0.55)  # improved
+    assert metric_check(-0.50, -0.497)  # 0.6% worse: noise around an already aligned start
+    assert not metric_check(-0.50, -0.45)  # 10% worse: the result is worse than where it started
