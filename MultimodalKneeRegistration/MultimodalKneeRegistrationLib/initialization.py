@@ -199,10 +199,10 @@ def _local_refine(fixed, moving, transform, settings, spacing_mm) -> Optional[si
         result = method.Execute(fixed, moving)
     except RuntimeError:  # samples left the moving image: this candidate is not viable
         return None
-    return _as_versor(result)
+    return as_versor(result)
 
 
-def _as_versor(transform: sitk.Transform) -> sitk.VersorRigid3DTransform:
+def as_versor(transform: sitk.Transform) -> sitk.VersorRigid3DTransform:
     if transform.GetName() == "CompositeTransform":
         transform = sitk.CompositeTransform(transform).GetNthTransform(0)
     return sitk.VersorRigid3DTransform(transform)

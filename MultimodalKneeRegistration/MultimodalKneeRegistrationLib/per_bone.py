@@ -28,6 +28,7 @@ from .bone_masks import BoneLabels, bone_regions, bone_values, mask_bounding_poi
 from .engines.base import new_registration_method
 from .errors import CancelledError, InputError
 from .geometry import Box, apply_matrix, rotation_angle_deg, transform_to_matrix
+from .initialization import as_versor, rigid_from_matrix
 from .preprocessing import crop_to_box, downsample, shrink_factors_for_spacing, window_intensities
 from .settings import PRESETS, RegistrationSettings
 
@@ -202,7 +203,7 @@ def register_per_bone(
         matrix = np.linalg.inv(outcome["matrix"]) if swapped else outcome["matrix"]
         # Swapped: the centroid is in the moving image; its fixed-space place is where the result sends it.
         fixed_centroid = apply_matrix(outcome["matrix"], centroid[None])[0] if swapped else centroid
-        transform = _rigid(matrix, fixed_centroid)
+        transform = rigid_from_matrix(matrix, fixed_centroid)
         change = np.linalg.inv(whole_matrix) @ matrix
         shift = float(np.linalg.norm(apply_matrix(change, fixed_centroid[None])[0] - fixed_centroid))
         result = BoneResult(name, value, transform, fixed_centroid, outcome["before"], outcome["after"],
@@ -261,7 +262,7 @@ def _register_bone(sampled, other, mask, start, centroid, working, settings, rep
         m.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
         return m
 
-    start_rigid = _rigid(start, centroid)
+    start_rigid = rigid_from_matrix(start, centroid)
     score = _MaskedScorer(sampled_work, other_work, mask, 2.0 * working, settings.number_of_histogram_bins)
     candidates = []
     for angles in itertools.product(SEARCH_ANGLES_DEG, repeat=3):
@@ -369,7 +370,7 @@ def _execute(m, start, fixed, moving, report, should_cancel):
         return sitk.VersorRigid3DTransform(start), m
     if cancelled[0]:
         raise CancelledError("per-bone registration cancelled", "nothing was written")
-    return _as_rigid(found), m
+    return as_versor(found), m
 
 
 def _evaluate(m: sitk.ImageRegistrationMethod, transform, fixed, moving) -> float:
@@ -378,27 +379,6 @@ def _evaluate(m: sitk.ImageRegistrationMethod, transform, fixed, moving) -> floa
         return float(m.MetricEvaluate(fixed, moving))
     except RuntimeError:
         return float("inf")
-
-
-def _as_rigid(transform: sitk.Transform) -> sitk.VersorRigid3DTransform:
-    if transform.GetName() == "CompositeTransform":
-        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
-    return sitk.VersorRigid3DTransform(transform)
-
-
-def _rigid(matrix: np.ndarray, center: Sequence[float]) -> sitk.VersorRigid3DTransform:
-    """The closest rigid transform to ``matrix``, rotating about ``center``."""
-    u, _, vt = np.linalg.svd(matrix[:3, :3])
-    rotation = u @ vt
-    if np.linalg.det(rotation) < 0:
-        u[:, -1] *= -1
-        rotation = u @ vt
-    c = np.asarray(center, dtype=float)
-    transform = sitk.VersorRigid3DTransform()
-    transform.SetCenter(c.tolist())
-    transform.SetMatrix(rotation.ravel().tolist())
-    transform.SetTranslation((matrix[:3, 3] + rotation @ c - c).tolist())
-    return transform
 
 
 def _rotated_about(start: sitk.VersorRigid3DTransform, rotation_vector: np.ndarray,
@@ -411,7 +391,7 @@ def _rotated_about(start: sitk.VersorRigid3DTransform, rotation_vector: np.ndarr
         cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
         turn[:3, :3] = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
         turn[:3, 3] = centroid - turn[:3, :3] @ centroid
-    return _rigid(transform_to_matrix(start) @ turn, centroid)
+    return rigid_from_matrix(transform_to_matrix(start) @ turn, centroid)
 
 
 def _centroid(mask: sitk.Image) -> np.ndarray:

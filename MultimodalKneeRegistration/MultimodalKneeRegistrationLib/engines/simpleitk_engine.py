@@ -57,7 +57,7 @@ def _typed(transform: sitk.Transform) -> sitk.Transform:
 
 
 class SimpleITKEngine:
-    """Mattes MI + regular-step gradient descent, stage by stage, level by level."""
+    """Mattes MI + Powell (rigid) or conjugate gradients / regular-step descent, stage by stage."""
 
     name = "SimpleITK"
 
