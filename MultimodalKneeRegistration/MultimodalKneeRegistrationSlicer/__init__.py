@@ -4,7 +4,8 @@ Why: the core (``MultimodalKneeRegistrationLib``) never imports Slicer, so it ru
 anywhere. This package adapts it to MRML: volume nodes <-> SimpleITK images and every RAS <-> LPS
 conversion (``coordinates``, ``volume_adapter``, ``transform_adapter``, ``roi_adapter``), Crop Volume
 (``crop_volume``), the one CLI runner (``cli_runner``), BRAINSFit (``brainsfit_engine``), the panel's
-settings (``parameters``) and the logic itself (``logic``). Its MRML code runs on the slicer-core
+settings (``parameters``), per-bone registration's segmentations and transform nodes
+(``per_bone_adapter``) and the logic itself (``logic``). Its MRML code runs on the slicer-core
 wheel, so it is tested with a real scene outside the Slicer application.
 
 Example (Slicer's Python console):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
+from MultimodalKneeRegistrationLib.per_bone import DEFAULT_DILATION_MM, register_per_bone
 from MultimodalKneeRegistrationLib.pipeline import register as coreRegister
 from MultimodalKneeRegistrationLib.pipeline import resample_moving
 from MultimodalKneeRegistrationLib.results import RegistrationResult
@@ -27,6 +28,13 @@ from .brainsfit_engine import BrainsFitRunner
 from .coordinates import imageGeometryFromIjkToRas
 from .crop_volume import cropVolume
 from .parameters import ENGINE_NAMES
+from .per_bone_adapter import (
+    SceneBoneLabels,
+    SlicerPerBoneResult,
+    addBoneNodes,
+    readBoneLabels,
+    wholeVolumeTransform,
+)
 from .roi_adapter import addRoiNodeFromBox, boxFromRoiNode
 from .temporary_nodes import removeNodes
 from .transform_adapter import applyResultTransform, checkOutputTransformNode, startTransform
@@ -180,6 +188,86 @@ class KneeRegistrationLogic:
             startDescription,
             time.perf_counter() - began,
             notes,
+        )
+
+    def readBoneLabels(
+        self, fixedNode, movingNode, segmentationNode=None, *, expectedBones: Optional[int] = None
+    ) -> SceneBoneLabels:
+        """The bones for ``registerPerBone``: the segmentation's segments, or the bones found in the CT.
+
+        Call it *before* ``register`` when the segmentation was drawn on the moving volume: the
+        registration puts the moving volume under its result, and a segmentation is read where it is
+        shown (see ``per_bone_adapter.segmentationSpace``). Raises ``InputError`` (an empty
+        segmentation, no CT to find bones in) before any registration work.
+
+        Example:
+            >>> bones = logic.readBoneLabels(getNode("CT"), getNode("MR"), getNode("Bones"))  # doctest: +SKIP
+        """
+        self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
+        return readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
+
+    def registerPerBone(
+        self,
+        fixedNode,
+        movingNode,
+        whole=None,
+        segmentationNode=None,
+        settings: Optional[RegistrationSettings] = None,
+        *,
+        boneLabels: Optional[SceneBoneLabels] = None,
+        expectedBones: Optional[int] = None,
+        bones: Optional[Sequence[str]] = None,
+        dilationMm: float = DEFAULT_DILATION_MM,
+        cloneVolumes: bool = True,
+        progress: Optional[ProgressCallback] = None,
+        shouldCancel: Optional[Callable[[], bool]] = None,
+    ) -> SlicerPerBoneResult:
+        """Register each bone on its own, starting from the whole-volume result; one transform node per bone.
+
+        ``whole``: ``register``'s result, a transform node or ``None`` (the transform the moving
+        volume is under now). The bones come from ``boneLabels`` (``readBoneLabels``), else from
+        ``segmentationNode`` (one segment per bone, named after the bone), else from the CT. Creates
+        "<moving> <bone> transform" nodes and, with ``cloneVolumes``, "<moving> (<bone>)" copies of
+        the moving volume under them; the inputs are not modified and nothing is written when the
+        run fails or is cancelled.
+
+        Example:
+            >>> bones = logic.readBoneLabels(ct, mr, getNode("Bones"))  # doctest: +SKIP
+            >>> whole = logic.register(ct, mr)  # doctest: +SKIP
+            >>> out = logic.registerPerBone(ct, mr, whole, boneLabels=bones)  # doctest: +SKIP
+            >>> print(out.summary())  # doctest: +SKIP
+        """
+        began = time.perf_counter()
+        settings = settings or PRESETS["mri-ct"]
+        settings.validate()
+        self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
+        if boneLabels is not None and segmentationNode is not None:
+            raise InputError(
+                "both bone labels and a segmentation were given", "pass the segmentation or its labels, not both"
+            )
+        start = wholeVolumeTransform(fixedNode, movingNode, whole)
+        if boneLabels is None:
+            boneLabels = readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
+        result = register_per_bone(
+            sitkImageFromVolumeNode(fixedNode, "fixed"),
+            sitkImageFromVolumeNode(movingNode, "moving"),
+            start,
+            boneLabels.labels,
+            settings,
+            progress,
+            shouldCancel,
+            labels_space=boneLabels.space,
+            dilation_mm=dilationMm,
+            bones=bones,
+        )
+        transformNodes, volumeNodes = addBoneNodes(self.scene, fixedNode, movingNode, result, cloneVolumes)
+        return SlicerPerBoneResult(
+            result,
+            transformNodes,
+            volumeNodes,
+            boneLabels.source,
+            time.perf_counter() - began,
+            list(boneLabels.notes),
         )
 
     def _validate(
