@@ -27,11 +27,13 @@ from MultimodalKneeRegistrationSlicer.parameters import (
     pythonCodeForRun,
     settingsFromParameterNode,
 )
+from MultimodalKneeRegistrationSlicer.per_bone_adapter import SceneBoneLabels, SlicerPerBoneResult
 from MultimodalKneeRegistrationSlicer.volume_adapter import sitkImageFromVolumeNode, vtkMatrixFromArray
 from slicer import (
     vtkMRMLLinearTransformNode,
     vtkMRMLMarkupsROINode,
     vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
     vtkMRMLTransformNode,
 )
 from slicer.i18n import tr as _
@@ -83,6 +85,11 @@ It solves the problem users meet on the
 defaults ends "completed with errors" or 40 mm off, because the images differ ~10x in voxel size
 and field of view and 0.2% sampling leaves too few samples. "Copy Python code" puts a script on the
 clipboard that repeats the exact run from the Python console.
+<br><br>
+Per-bone registration (knees scanned at different flexion angles): after the whole-volume result,
+each bone is registered again on its own (a segmentation with one segment per bone, or the bones found
+automatically in the CT). One transform per bone is created, with a copy of the moving volume under
+it, and the change of the angle between the bones (the flexion change) is reported.
 """).replace("{url}", FORUM_URL)
         self.parent.acknowledgementText = _("""
 Built on 3D Slicer, SimpleITK and BRAINSFit (Hans J. Johnson et al., University of Iowa). Test data:
@@ -115,6 +122,9 @@ class MultimodalKneeRegistrationParameterNode:
     engine: Annotated[str, Choice(ENGINE_NAMES)] = "SimpleITK"
     outputTransform: vtkMRMLLinearTransformNode
     outputVolume: vtkMRMLScalarVolumeNode
+    perBone: bool = False
+    #: None: the bones are found automatically in the CT (the fixed or the moving volume must be one).
+    boneSegmentation: vtkMRMLSegmentationNode
 
 
 #
@@ -226,6 +236,7 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         self.ui.inputsCollapsibleButton.enabled = not running
         self.ui.advancedCollapsibleButton.enabled = not running
         self.ui.outputsCollapsibleButton.enabled = not running
+        self.ui.perBoneCollapsibleButton.enabled = not running
         self._checkCanApply()
 
     def _onProgress(self, fraction: float, message: str) -> None:
@@ -245,6 +256,8 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         try:
             with slicer.util.tryWithErrorDisplay(_("Registration failed."), waitCursor=True):
                 start = self._startTransform()
+                # Read before the run moves the moving volume: a segmentation is taken where it is shown.
+                boneLabels = self.logic.boneLabelsFromParameterNode(node) if node.perBone else None
                 try:
                     result = self.logic.registerFromParameterNode(
                         node, progress=self._onProgress, shouldCancel=lambda: self._cancelRequested
@@ -256,8 +269,26 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
                 node.outputTransform = result.outputTransformNode
                 self._lastRunCode = self.pythonCode(start)
                 self._showResult(result)
+                if boneLabels is not None:
+                    self._registerPerBone(result, boneLabels)
         finally:
             self._setRunning(False)
+
+    def _registerPerBone(self, whole: SlicerRegistrationResult, boneLabels: SceneBoneLabels) -> None:
+        """The per-bone step after the whole-volume one; its result text follows the whole-volume summary."""
+        try:
+            perBone = self.logic.registerPerBoneFromParameterNode(
+                self._parameterNode,
+                whole,
+                boneLabels,
+                progress=self._onProgress,
+                shouldCancel=lambda: self._cancelRequested,
+            )
+        except CancelledError:
+            self.ui.statusLabel.text = _("Per-bone step cancelled: the whole-volume result was kept.")
+            self.ui.progressBar.setValue(0)
+            return
+        self._showPerBoneResult(whole, perBone)
 
     def _showResult(self, result: SlicerRegistrationResult) -> None:
         node = self._parameterNode
@@ -268,6 +299,20 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         verdict = _("Done") if result.result.passed_sanity_checks else _("Done, but the sanity checks failed")
         self.ui.statusLabel.text = _("{verdict} in {seconds:.1f} s.").format(
             verdict=verdict, seconds=result.seconds
+        )
+        self.ui.progressBar.setValue(100)
+
+    def _showPerBoneResult(self, whole: SlicerRegistrationResult, perBone: SlicerPerBoneResult) -> None:
+        self.ui.resultTextEdit.plainText = whole.summary() + "\n\n" + perBone.summary()
+        rotations = perBone.perBone.relative_rotations()
+        flexion = "; ".join(
+            _("{second} relative to {first}: {angle:.1f} deg").format(
+                first=r["bones"][0], second=r["bones"][1], angle=r["rotation_deg"]
+            )
+            for r in rotations
+        )
+        self.ui.statusLabel.text = _("Done: {count} bone transform(s) in {seconds:.1f} s. {flexion}").format(
+            count=len(perBone.transformNodes), seconds=whole.seconds + perBone.seconds, flexion=flexion
         )
         self.ui.progressBar.setValue(100)
 
@@ -301,6 +346,8 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
             outputTransformName=name(node.outputTransform),
             outputVolumeName=name(node.outputVolume),
             startFromHeaders=startTransform is None,
+            perBone=node.perBone,
+            boneSegmentationName=name(node.boneSegmentation),
         )
 
     def onCopyPythonButton(self) -> None:
@@ -347,6 +394,27 @@ class MultimodalKneeRegistrationLogic(ScriptedLoadableModuleLogic, KneeRegistrat
             roiNode=parameterNode.roi,
             outputTransformNode=parameterNode.outputTransform,
             outputVolumeNode=parameterNode.outputVolume,
+            progress=progress,
+            shouldCancel=shouldCancel,
+        )
+
+    def boneLabelsFromParameterNode(self, parameterNode) -> SceneBoneLabels:
+        """The bones of the panel's segmentation (or of the CT), read before the run moves the moving volume."""
+        return self.readBoneLabels(
+            parameterNode.fixedVolume, parameterNode.movingVolume, parameterNode.boneSegmentation
+        )
+
+    def registerPerBoneFromParameterNode(
+        self, parameterNode, whole, boneLabels=None, progress=None, shouldCancel=None
+    ) -> SlicerPerBoneResult:
+        """Unpack the panel's parameter node and call ``registerPerBone`` after the whole-volume ``whole``."""
+        return self.registerPerBone(
+            parameterNode.fixedVolume,
+            parameterNode.movingVolume,
+            whole,
+            None if boneLabels is not None else parameterNode.boneSegmentation,
+            settingsFromParameterNode(parameterNode),
+            boneLabels=boneLabels,
             progress=progress,
             shouldCancel=shouldCancel,
         )

@@ -137,6 +137,8 @@ def pythonCodeForRun(
     outputTransformName: Optional[str] = None,
     outputVolumeName: Optional[str] = None,
     startFromHeaders: bool = False,
+    perBone: bool = False,
+    boneSegmentationName: Optional[str] = None,
 ) -> str:
     """A script that repeats this run from Slicer's Python console (what the forum user asked for).
 
@@ -145,6 +147,8 @@ def pythonCodeForRun(
     transform the run started from (the panel's initial transform, or the one the moving volume was
     under); ``startFromHeaders`` (no start transform) makes the script take the moving volume out of
     the transform an earlier run put it under, so that it starts where the original run started.
+    ``perBone`` adds the per-bone step: the bones (segmentation ``boneSegmentationName``, or the CT's
+    bones) are read before the registration moves the moving volume, and registered after it.
 
     Example:
         >>> print(pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK"))  # doctest: +SKIP
@@ -157,6 +161,19 @@ def pythonCodeForRun(
         if startFromHeaders and not initialTransformName
         else ""
     )
+    readBones, perBoneRun = "", ""
+    if perBone:
+        readBones = (
+            "# The bones are read before the registration puts the moving volume under its result.\n"
+            "boneLabels = logic.readBoneLabels(\n"
+            f"    fixed, moving, {_nodeExpression(boneSegmentationName, 'vtkMRMLSegmentationNode')}"
+            "  # None: the bones of the CT\n"
+            ")\n"
+        )
+        perBoneRun = (
+            "perBone = logic.registerPerBone(fixed, moving, result, settings=settings, boneLabels=boneLabels)\n"
+            "print(perBone.summary())\n"
+        )
     return (
         "# MultimodalKneeRegistration: paste into Slicer's Python console to repeat this registration.\n"
         "import slicer\n"
@@ -168,6 +185,7 @@ def pythonCodeForRun(
         f"fixed = {_nodeExpression(fixedName, 'vtkMRMLScalarVolumeNode')}\n"
         f"moving = {_nodeExpression(movingName, 'vtkMRMLScalarVolumeNode')}\n"
         f"{reset}"
+        f"{readBones}"
         "result = logic.register(\n"
         "    fixed,\n"
         "    moving,\n"
@@ -180,4 +198,5 @@ def pythonCodeForRun(
         f"    outputVolumeNode={_nodeExpression(outputVolumeName, 'vtkMRMLScalarVolumeNode')},\n"
         ")\n"
         "print(result.summary())\n"
+        f"{perBoneRun}"
     )

@@ -21,12 +21,14 @@ MODULE = REPO / "MultimodalKneeRegistration"
 MODULE_FILE = MODULE / "MultimodalKneeRegistration.py"
 UI_FILE = MODULE / "Resources" / "UI" / "MultimodalKneeRegistration.ui"
 SLICER_SIDE = sorted((MODULE / "MultimodalKneeRegistrationSlicer").glob("*.py"))
-#: Annotation type -> widget classes the parameterNodeWrapper can bind to it.
+#: Annotation type -> widget classes the parameterNodeWrapper can bind to it. Slicer's connectors
+#: (slicer/parameterNodeWrapper/guiConnectors.py) compare ``type(widget)`` exactly, so a subclass such
+#: as ctkCheckBox, ctkComboBox or ctkDoubleSpinBox finds no connector and connectGui raises.
 BINDABLE = {
-    "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget"},
+    "float": {"QDoubleSpinBox", "ctkSliderWidget"},
     "int": {"QSpinBox", "QSlider"},
-    "str": {"QComboBox", "ctkComboBox", "QLineEdit"},
-    "bool": {"QCheckBox", "ctkCheckBox"},
+    "str": {"QComboBox", "QLineEdit"},
+    "bool": {"QCheckBox", "QPushButton"},
 }
 
 
@@ -117,6 +119,25 @@ def test_node_selectors_receive_the_scene_and_the_module_uses_existing_widgets()
     assert selectors and selectors == receivers
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
     assert used and used <= set(widgets), used - set(widgets)
+
+
+def test_per_bone_checkbox_enables_the_bone_segmentation_selector():
+    """The segmentation only matters for per-bone runs: its selector follows the checkbox, starting disabled."""
+    root = ElementTree.parse(UI_FILE).getroot()
+    enables = {
+        (c.findtext("sender"), c.findtext("receiver"))
+        for c in root.iter("connection")
+        if (c.findtext("signal"), c.findtext("slot")) == ("toggled(bool)", "setEnabled(bool)")
+    }
+    followers = ("boneSegmentationSelector", "boneSegmentationSelectorLabel")
+    assert {("perBoneCheckBox", name) for name in followers} <= enables
+    for widget in root.iter("widget"):
+        if widget.get("name") in followers:
+            enabled = [p for p in widget.findall("property") if p.get("name") == "enabled"]
+            assert enabled and enabled[0].findtext("bool") == "false", widget.get("name")
+    fields, widgets = _parameterNodeFields(), _uiWidgets()
+    assert fields["perBone"] == ("bool", "") and fields["boneSegmentation"] == ("vtkMRMLSegmentationNode", "")
+    assert widgets["boneSegmentationSelector"][1]["noneDisplay"] == "None: automatic from the CT"
 
 
 def test_module_description_and_classes():

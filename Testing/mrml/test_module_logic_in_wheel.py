@@ -173,3 +173,31 @@ def test_register_from_parameter_node_and_the_self_test_pipeline(module, mrml):
         module.MultimodalKneeRegistrationLogic = original
     assert moving.GetParentTransformNode() is not None
     assert np.isfinite(out.result.metric_after)
+
+
+@pytest.mark.mrml
+def test_per_bone_from_parameter_node_with_bones_found_in_the_ct(module, mrml):
+    """The panel's per-bone path: bones read first (automatic, from the CT), then one transform per bone."""
+    pair = make_registration_pair(
+        "ct-mri",
+        (6.0, 5.0),
+        fixed_grid=GridSpec((55, 55, 65), (2.0, 2.0, 2.0), center=(0.0, 5.0, 0.0)),
+        moving_grid=GridSpec((103, 103, 33), (1.3, 1.3, 4.0), center=(0.0, 5.0, 0.0)),
+        moving_flexion_deg=15.0,
+    )
+    fixed = addVolumeNodeFromSitkImage(mrml.scene, pair.fixed, "CT")
+    moving = addVolumeNodeFromSitkImage(mrml.scene, pair.moving, "MR")
+    logic = module.MultimodalKneeRegistrationLogic()
+    node = logic.getParameterNode()
+    assert node.perBone is False and node.boneSegmentation is None
+    node.fixedVolume, node.movingVolume, node.perBone = fixed, moving, True
+    for name, value in module.panelValuesFromSettings(PRESETS["fast-preview"]).items():
+        setattr(node, name, value)
+    boneLabels = logic.boneLabelsFromParameterNode(node)
+    assert boneLabels.space == "fixed" and "found automatically" in boneLabels.source
+    out = logic.registerPerBoneFromParameterNode(node, pair.true_transform, boneLabels)
+    names = sorted(out.transformNodes)
+    assert {"femur", "tibia"} <= set(names)
+    assert [out.transformNodes[b].GetName() for b in names] == [f"MR {b} transform" for b in names]
+    assert out.perBone.relative_rotation_deg("femur", "tibia") == pytest.approx(15.0, abs=1.0)
+    assert moving.GetParentTransformNode() is None  # the moving volume itself is not touched

@@ -137,3 +137,19 @@ def test_copied_code_uses_real_slicer_util_functions():
     assert callable(slicer.util.getFirstNodeByClassByName)
     with pytest.raises(InputError, match="unknown engine"):
         pythonCodeForRun("A", "B", PRESETS["mri-ct"], "elastix")
+
+
+def test_copied_code_reads_the_bones_before_the_run_and_registers_them_after():
+    code = pythonCodeForRun(
+        "CT", "MR", PRESETS["mri-ct"], "SimpleITK", startFromHeaders=True, perBone=True, boneSegmentationName="Bones"
+    )
+    compile(code, "<copied code>", "exec")
+    reset = code.index("moving.SetAndObserveTransformNodeID(None)")
+    read = code.index("boneLabels = logic.readBoneLabels(")
+    assert reset < read < code.index("result = logic.register(") < code.index("perBone = logic.registerPerBone(")
+    assert "slicer.util.getFirstNodeByClassByName('vtkMRMLSegmentationNode', 'Bones')" in code
+    assert "logic.registerPerBone(fixed, moving, result, settings=settings, boneLabels=boneLabels)" in code
+    assert code.rstrip().endswith("print(perBone.summary())")
+    automatic = pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK", perBone=True)
+    assert "fixed, moving, None  # None: the bones of the CT" in automatic
+    assert "Bone" not in pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK")
