@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .engines.base import new_registration_method
+from .engines.base import execute_threads, global_threads, new_registration_method
 from .geometry import apply_matrix, image_center, overlap_fraction, physical_box, transform_to_matrix
 from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
@@ -196,7 +196,8 @@ def _local_refine(fixed, moving, transform, settings, spacing_mm) -> Optional[si
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetInitialTransform(sitk.VersorRigid3DTransform(transform), inPlace=False)
     try:
-        result = method.Execute(fixed, moving)
+        with global_threads(execute_threads(settings, uses_gradient=True)):
+            result = method.Execute(fixed, moving)
     except RuntimeError:  # samples left the moving image: this candidate is not viable
         return None
     return as_versor(result)

@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .bone_masks import BoneLabels, bone_regions, bone_values, mask_bounding_points
-from .engines.base import new_registration_method
+from .engines.base import execute_threads, global_threads, new_registration_method, preparation_threads
 from .errors import CancelledError, InputError
 from .geometry import Box, apply_matrix, rotation_angle_deg, transform_to_matrix
 from .initialization import as_versor, rigid_from_matrix
@@ -199,7 +199,9 @@ def register_per_bone(
         mask = regions[value]
         core = labels.mask(value)
         centroid = _centroid(core)
-        outcome = _register_bone(sampled, other, mask, start, centroid, working, settings, report, should_cancel)
+        with global_threads(preparation_threads(settings)):
+            outcome = _register_bone(sampled, other, mask, start, centroid, working, settings, report,
+                                     should_cancel)
         matrix = np.linalg.inv(outcome["matrix"]) if swapped else outcome["matrix"]
         # Swapped: the centroid is in the moving image; its fixed-space place is where the result sends it.
         fixed_centroid = apply_matrix(outcome["matrix"], centroid[None])[0] if swapped else centroid
@@ -280,7 +282,7 @@ def _register_bone(sampled, other, mask, start, centroid, working, settings, rep
         refined.append((score(found), found))
     refined.sort(key=lambda c: -c[0])
     radius = max(20.0, float(np.linalg.norm(box.size)) / 4.0)
-    found, m = _polish(method(_PYRAMID[-1:]), refined[0][1], sampled_work, other_work, radius,
+    found, m = _polish(method(_PYRAMID[-1:]), refined[0][1], sampled_work, other_work, settings, radius,
                        lambda level, it, value: report(2, it, value), should_cancel)
     final_level = method(_PYRAMID[-1:])
     after = _evaluate(final_level, found, sampled_work, other_work)
@@ -336,10 +338,10 @@ def _optimise(m, start, fixed, moving, settings, iterations, report, should_canc
         numberOfIterations=max(iterations, settings.number_of_iterations), relaxationFactor=0.7,
         gradientMagnitudeTolerance=1e-12)
     m.SetOptimizerScalesFromPhysicalShift()
-    return _execute(m, start, fixed, moving, report, should_cancel)
+    return _execute(m, start, fixed, moving, settings, True, report, should_cancel)
 
 
-def _polish(m, start, fixed, moving, radius_mm, report, should_cancel):
+def _polish(m, start, fixed, moving, settings, radius_mm, report, should_cancel):
     """Powell's derivative-free search at full resolution.
 
     Why: the twist of a long bone about its own axis changes the metric clearly, but its gradient
@@ -350,10 +352,10 @@ def _polish(m, start, fixed, moving, radius_mm, report, should_cancel):
     m.SetOptimizerAsPowell(numberOfIterations=6, maximumLineIterations=12, stepLength=0.5,
                            stepTolerance=1e-3, valueTolerance=1e-5)
     m.SetOptimizerScales([radius_mm] * 3 + [1.0] * 3)
-    return _execute(m, start, fixed, moving, report, should_cancel)
+    return _execute(m, start, fixed, moving, settings, False, report, should_cancel)
 
 
-def _execute(m, start, fixed, moving, report, should_cancel):
+def _execute(m, start, fixed, moving, settings, uses_gradient: bool, report, should_cancel):
     m.SetInitialTransform(sitk.VersorRigid3DTransform(start), inPlace=False)
     cancelled = [False]
 
@@ -365,7 +367,8 @@ def _execute(m, start, fixed, moving, report, should_cancel):
 
     m.AddCommand(sitk.sitkIterationEvent, on_iteration)
     try:
-        found = m.Execute(fixed, moving)
+        with global_threads(execute_threads(settings, uses_gradient)):
+            found = m.Execute(fixed, moving)
     except RuntimeError:  # the bone left the other image's crop: keep the start, the caller compares
         return sitk.VersorRigid3DTransform(start), m
     if cancelled[0]:

@@ -8,14 +8,13 @@ did, how well it worked, and whether the result passed its own sanity checks.
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
 from .engines import SimpleITKEngine
-from .engines.base import new_registration_method
+from .engines.base import global_threads, new_registration_method, preparation_threads
 from .errors import CancelledError, InputError, RegistrationFailedError
 from .geometry import (
     Box,
@@ -65,7 +64,7 @@ def register(
     report = _progress_reporter(progress)
     timings: Dict[str, float] = {}
     began = time.perf_counter()
-    with _threads(settings.number_of_threads or (1 if settings.deterministic else None)):
+    with global_threads(preparation_threads(settings)):
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         start = _checked_start(initial_transform)
         report("prepare", 0.0, "planning resolution and field of view")
@@ -318,16 +317,3 @@ def _progress_reporter(progress: Optional[ProgressCallback]):
 def _cancel_point(should_cancel, where: str) -> None:
     if should_cancel is not None and should_cancel():
         raise CancelledError(f"registration cancelled {where}", "nothing was written")
-
-
-@contextmanager
-def _threads(count: Optional[int]) -> Iterator[None]:
-    if not count:
-        yield
-        return
-    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(count))
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)

@@ -64,17 +64,26 @@ class RegistrationSettings:
     shrink_factors: Tuple[int, ...] = (1,)
     smoothing_sigmas_mm: Tuple[float, ...] = (0.0,)
     optimizer: str = "Powell"
-    #: Powell: sweeps over all parameters, and the line-search tolerance in mm-like scaled units.
-    powell_sweeps: int = 4
+    #: Powell: sweeps over all parameters, the line-search tolerance in mm-like scaled units, and
+    #: the metric change that counts as converged. Porcine pair: 4 sweeps at 1e-4 stopped 1.5-2.7 mm
+    #: from the reference depending on the seed, mid-valley; 10 sweeps at 1e-6 reach the valley floor.
+    powell_sweeps: int = 10
     powell_step_tolerance: float = 0.1
+    powell_line_iterations: int = 12
+    powell_value_tolerance: float = 1e-6
+    #: Powell's rigid stage runs this many times, each on a fresh random sample set from where the
+    #: last stopped; a dense referee evaluation keeps the best endpoint (see simpleitk_engine).
+    resample_rounds: int = 3
     max_step_mm: float = 2.0
     min_step_mm: float = 0.005
     relaxation_factor: float = 0.6
     random_seed: int = 121212
+    #: Threads when ``deterministic`` is off (None: ITK's default, every core).
     number_of_threads: Optional[int] = None
-    #: Run single-threaded (unless ``number_of_threads`` is given) so repeated runs give
-    #: bit-identical transforms: ITK's threaded sums (Mattes histograms, centroids) differ run to run,
-    #: by 0.35 mm on the porcine pair with 2 threads. On 2 cores the cost was within measurement noise.
+    #: Bit-identical transforms for the same inputs and settings, on any machine: filters with
+    #: reductions and gradient optimisers run on one thread (ITK merges their per-thread sums in
+    #: completion order: two 2-thread runs on the porcine pair differed by 0.35 mm), Powell on a
+    #: fixed 2 threads (its metric values merge in a fixed order). See ``engines.base``.
     deterministic: bool = True
     #: Raise ``RegistrationFailedError`` when the result fails its own sanity checks.
     fail_on_sanity_check: bool = True
@@ -123,6 +132,8 @@ class RegistrationSettings:
                 f"spacing_multiplier {self.spacing_multiplier} is below 1",
                 "use 1 (no downsampling) or more, or leave it to the planner",
             )
+        if self.resample_rounds < 1 or self.powell_sweeps < 1:
+            raise InputError("resample_rounds and powell_sweeps must be at least 1", "raise them")
         if self.number_of_iterations < 1 or self.number_of_histogram_bins < 8:
             raise InputError(
                 "number_of_iterations must be at least 1 and number_of_histogram_bins at least 8",
@@ -157,6 +168,9 @@ PRESETS = {
         max_metric_samples=60_000,
         search_angle_step_deg=30.0,
         search_max_angle_deg=45.0,
+        powell_sweeps=4,
+        powell_value_tolerance=1e-4,
+        resample_rounds=1,
     ),
 }
 

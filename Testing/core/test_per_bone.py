@@ -160,10 +160,14 @@ def test_segmentation_files_keep_their_segment_names(tmp_path):
 
 @pytest.mark.realdata
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap (issue 6): on the porcine pair the single bone's per-bone result "
-                   "lands 2.8 mm (mean over the bone) from the whole-volume one and 2.1 mm from the bone-aligned "
-                   "reference (whole volume: 1.0-1.3 mm); the masked metric on this thin bone is flat")
 def test_porcine_single_bone_agrees_with_the_whole_volume(porcine_dir):
+    """One bone: the per-bone step must not move it away from a good whole-volume result.
+
+    Measured 2026-11-24: the whole-volume result is 0.69 / 1.07 mm (mean / max over the bone) from
+    the bone-aligned reference; the masked per-bone optimisation finds no better pose, so the bone
+    keeps it (0.0 mm apart). Before the whole-volume stage re-sampled its metric, it was 1.5 mm off
+    and the per-bone step wandered 2.8 mm away; this test then failed.
+    """
     ct = sitk.ReadImage(str(porcine_dir / "CT.nrrd"))
     mr = sitk.ReadImage(str(porcine_dir / "MR_T2.nrrd"))
     reference = sitk.ReadTransform(
@@ -177,5 +181,6 @@ def test_porcine_single_bone_agrees_with_the_whole_volume(porcine_dir):
     points = bone_points(labels, 1, step=5)
     agreement = point_distances(per_bone.bones[0].transform, whole.transform, points)
     to_reference = point_distances(per_bone.bones[0].transform, reference, points)
-    assert agreement.mean() <= 1.5, f"per-bone vs whole volume: {agreement.mean():.2f} mm mean"
-    assert to_reference.mean() <= 3.0, f"per-bone vs reference: {to_reference.mean():.2f} mm mean"
+    assert agreement.mean() <= 1.0, f"per-bone vs whole volume: {agreement.mean():.2f} mm mean"
+    assert to_reference.mean() <= 1.2, f"per-bone vs reference: {to_reference.mean():.2f} mm mean"
+    assert to_reference.max() <= 2.0, f"per-bone vs reference: {to_reference.max():.2f} mm max"

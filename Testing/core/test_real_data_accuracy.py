@@ -2,11 +2,13 @@
 
 The data set's own reference_ct_to_mr.tfm aligns only the outline of the box-shaped specimen (a
 half-turned optimum); Testing/data/README.md explains the bone-aligned one used here. Measured on
-this machine (2026-11-24, mri-ct preset): 1.50 mm mean / 3.70 mm max from the header start (the
-MR is turned over: a 178 deg answer) and 0.75 / 0.99 mm with the MR moved a further 30 deg and
-40 mm. Tolerances are those figures plus ~0.5 mm (the reference is a consensus optimum, not a
-fiducial truth). BRAINSFit with its defaults returns exit code 0 on this pair with a transform
-that matches neither answer: the failure these tests guard.
+this machine (2026-11-24, mri-ct preset, three re-sampled Powell rounds): 0.69 mm mean / 1.50 mm
+max from the header start (the MR is turned over: a 178 deg answer) and 0.68 / 1.15 mm with the MR
+moved a further 30 deg and 40 mm; other sampling seeds gave 0.61-1.10 mm mean from the header
+start. Tolerances: the benchmark target of 1.0 mm mean, and the measured max plus ~0.5 mm (the
+reference is an optimum of the same kind of metric, not a fiducial truth). BRAINSFit with its
+defaults returns exit code 0 on this pair with a transform that matches neither answer: the failure
+these tests guard.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def test_ct_fixed_mr_moving_from_identity(pair):
     assert list(again.transform.GetParameters()) == list(result.transform.GetParameters())
     assert result.passed_sanity_checks
     assert result.metric_after < result.metric_before
-    assert errors.mean() <= 2.0, f"mean {errors.mean():.2f} mm"
-    assert errors.max() <= 4.5, f"max {errors.max():.2f} mm"
+    assert errors.mean() <= 1.0, f"mean {errors.mean():.2f} mm"
+    assert errors.max() <= 2.0, f"max {errors.max():.2f} mm"
 
 
 def test_mr_moved_30_degrees_40_mm_still_converges(pair):
@@ -73,7 +75,7 @@ def test_mr_moved_30_degrees_40_mm_still_converges(pair):
     truth.AddTransform(reference)  # applied first: CT -> MR, then the motion
     result = register(ct, moved_mr, settings_for_preset("mri-ct"))
     errors = point_distances(result.transform, truth, points)
-    assert errors.mean() <= 1.25, f"mean {errors.mean():.2f} mm"
+    assert errors.mean() <= 1.0, f"mean {errors.mean():.2f} mm"
     assert errors.max() <= 1.75, f"max {errors.max():.2f} mm"
 
 

@@ -212,7 +212,9 @@ def test_porcine_ct_mr_through_the_logic_matches_the_reference(mrml, porcine_dir
         f"max {errors.max():.2f} mm, {out.seconds:.1f} s"
     )
     assert len(points) > 500
-    # Measured 1.56 mm mean / 3.4 mm max against the bone-aligned reference (Testing/data/README.md;
-    # the data set's own file aligns only the outline). Issue 3 asks for 1.5 mm; tolerance = measured + 0.4.
-    assert errors.mean() < 2.0
+    # Measured 0.76 mm mean / 1.99 mm max against the bone-aligned reference (Testing/data/README.md;
+    # the data set's own file aligns only the outline). Issue 3 asks for 1.5 mm; the core's benchmark
+    # target is 1.0 mm.
+    assert errors.mean() <= 1.0
+    assert errors.max() <= 2.5
     assert out.result.passed_sanity_checks
