@@ -50,7 +50,8 @@ def register(
     """Register ``moving`` to ``fixed`` and return a transform mapping fixed points to moving points.
 
     Images are 3D scalar SimpleITK images in LPS; they are never modified. ``initial_transform``
-    (fixed -> moving, linear) is the start the search explores around. Raises ``InputError`` for
+    (fixed -> moving, linear) is the start the search explores around; when the search's best pose
+    fails the sanity checks, the start refined locally is kept instead if it passes them. Raises ``InputError`` for
     unusable inputs, ``CancelledError`` when ``should_cancel()`` turns true, and
     ``RegistrationFailedError`` (its ``.result`` holds the rejected result) when the result fails its
     sanity checks and ``settings.fail_on_sanity_check`` is set.
@@ -61,6 +62,35 @@ def register(
     """
     settings = settings or PRESETS["mri-ct"]
     settings.validate()
+    result, failures = _register_once(fixed, moving, settings, initial_transform, progress, should_cancel)
+    if failures and initial_transform is not None and settings.initialize_transform_mode == "search":
+        # Weak shared information (a small micro-CT cube in soft tissue) can make the search prefer a
+        # look-alike pose far from the user's start; the user's start, refined locally, may pass.
+        local, local_failures = _register_once(
+            fixed, moving, settings.replace(initialize_transform_mode="Off"), initial_transform, progress,
+            should_cancel,
+        )
+        if not local_failures:
+            local.warnings.insert(
+                0,
+                "the search's best pose failed the sanity checks (" + "; ".join(failures) + "); kept the "
+                "local refinement of the given initial transform, which passes them",
+            )
+            local.timings["rejected_search"] = result.timings["total"]
+            result, failures = local, []
+    if failures and settings.fail_on_sanity_check:
+        error = RegistrationFailedError(
+            "the registration result failed its sanity checks: " + "; ".join(failures),
+            "look at the QC image; try another preset, an initial transform that roughly aligns the images, "
+            "or an ROI around the anatomy both images show (the report lists every check)",
+        )
+        error.result = result  # type: ignore[attr-defined]
+        raise error
+    return result
+
+
+def _register_once(fixed, moving, settings, initial_transform, progress, should_cancel):
+    """One planned, initialised, optimised and checked run: (result, failed sanity checks)."""
     report = _progress_reporter(progress)
     timings: Dict[str, float] = {}
     began = time.perf_counter()
@@ -132,15 +162,7 @@ def register(
             overlap_after=round(overlap, 4),
         )
         report("check", 1.0, "done")
-    if failures and settings.fail_on_sanity_check:
-        error = RegistrationFailedError(
-            "the registration result failed its sanity checks: " + "; ".join(failures),
-            "look at the QC image; try another preset, an initial transform that roughly aligns the images, "
-            "or an ROI around the anatomy both images show (the report lists every check)",
-        )
-        error.result = result  # type: ignore[attr-defined]
-        raise error
-    return result
+    return result, failures
 
 
 def initialize_transform(

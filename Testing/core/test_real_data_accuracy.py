@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib import register, settings_for_preset
-from MultimodalKneeRegistrationLib.geometry import point_distances
+from MultimodalKneeRegistrationLib.geometry import point_distances, transform_to_matrix
+from MultimodalKneeRegistrationLib.initialization import rigid_from_matrix
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -80,8 +81,10 @@ def test_mr_moved_30_degrees_40_mm_still_converges(pair):
 
 
 @pytest.fixture(scope="module")
-def cube_run(pair):
-    """A 40 mm cube of the CT around its bone, resampled to 0.2 mm, registered as moving to the MR."""
+def cube_case(pair):
+    """A 40 mm cube of the CT around its bone, resampled to 0.2 mm: the moving "micro-CT" for the MR.
+
+    Returns (mr, cube, truth: MR -> cube transform, MR points inside the cube to measure on)."""
     ct, mr, reference, _ = pair
     bone = np.argwhere(sitk.GetArrayViewFromImage(ct)[::4, ::4, ::4] > 600)[:, ::-1] * 4
     center = np.array(ct.TransformContinuousIndexToPhysicalPoint(bone.mean(axis=0).tolist()))
@@ -96,17 +99,46 @@ def cube_run(pair):
         -1000.0,
         sitk.sitkInt16,
     )
-    result = register(mr, cube, settings_for_preset("mri-microct-knee", fail_on_sanity_check=False))
     grid = np.stack(np.meshgrid(*[np.linspace(-18, 18, 7)] * 3, indexing="ij"), -1).reshape(-1, 3) + center
     mr_points = np.array([reference.TransformPoint(p.tolist()) for p in grid])
-    return result, point_distances(result.transform, reference.GetInverse(), mr_points)
+    return mr, cube, reference.GetInverse(), mr_points
+
+
+@pytest.fixture(scope="module")
+def cube_run(cube_case):
+    mr, cube, truth, mr_points = cube_case
+    result = register(mr, cube, settings_for_preset("mri-microct-knee", fail_on_sanity_check=False))
+    return result, point_distances(result.transform, truth, mr_points)
+
+
+def test_microct_like_cube_from_a_rough_initial_transform(cube_case):
+    """With a start 10 deg / 8.5 mm off (what a few landmarks give), the cube registers.
+
+    Measured 2026-11-24: 1.42 mm mean / 2.35 mm max (1.44 mm when started at the reference itself).
+    The search alone prefers a look-alike pose 47 mm away that fails the shared-information check,
+    so ``register`` keeps the local refinement of the user's start and says so.
+    """
+    mr, cube, truth, mr_points = cube_case
+    angle = np.radians(10.0)
+    turn = np.eye(4)
+    turn[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    middle = mr_points.mean(axis=0)
+    turn[:3, 3] = middle - turn[:3, :3] @ middle + np.array([5.0, -5.0, 4.0])
+    start = rigid_from_matrix(transform_to_matrix(truth) @ turn, middle)
+    assert point_distances(start, truth, mr_points).mean() > 8.0
+    result = register(mr, cube, settings_for_preset("mri-microct-knee"), initial_transform=start)
+    errors = point_distances(result.transform, truth, mr_points)
+    assert result.passed_sanity_checks
+    assert "kept the local refinement of the given initial transform" in result.warnings[0]
+    assert errors.mean() <= 1.5, f"mean {errors.mean():.2f} mm"
+    assert errors.max() <= 2.8, f"max {errors.max():.2f} mm"
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 2): inside this soft-tissue specimen a 40 mm cube shares almost no information "
-    "with the MR (MI / entropy 0.03-0.12 at the reference, about what the identity start scores), so the "
-    "search lands 20-45 mm away",
+    reason="known gap (issue 2): without an initial transform; inside this soft-tissue specimen a 40 mm cube "
+    "shares little information with the MR, so the search prefers a look-alike pose 20-47 mm away (it fails "
+    "the shared-information check: see the next test); from a rough start it registers (test above)",
 )
 def test_microct_like_cube_moving_mr_fixed(cube_run):
     _, errors = cube_run
