@@ -96,12 +96,19 @@ def _git_state() -> str:
         return "unknown"
 
 
-def _merged(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Any]:
-    """``new`` plus the sections only ``old`` has; the run's facts are listed per invocation."""
+def _merged(old: Dict[str, Any], new: Dict[str, Any], tools: List[str] | None = None) -> Dict[str, Any]:
+    """``new`` plus the sections only ``old`` has; the run's facts are listed per invocation.
+
+    With ``tools`` (the ``--tools`` fragments), a rerun section keeps ``old``'s rows of the other
+    tools, so one tool can be re-measured without rerunning its peers.
+    """
     merged = dict(new)
     for section in ("selfcheck", "cases", "grid", "scaling"):
         if section not in new and section in old:
             merged[section] = old[section]
+        elif tools and isinstance(new.get(section), list) and isinstance(old.get(section), list):
+            others = [row for row in old[section] if not any(t in str(row.get("tool", "")) for t in tools)]
+            merged[section] = others + new[section]
     merged["sections"] = [s for s in ("selfcheck", "cases", "grid", "scaling") if s in merged]
     merged["total_minutes"] = round(old.get("total_minutes", 0) + new["total_minutes"], 1)
     earlier = old.get("earlier_runs", []) + [
@@ -184,7 +191,7 @@ def main(argv: List[str] | None = None) -> int:
         raw["total_minutes"] = round((time.perf_counter() - began) / 60, 1)
         raw["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
         if args.merge and raw_file.is_file():
-            raw = _merged(json.loads(raw_file.read_text()), raw)
+            raw = _merged(json.loads(raw_file.read_text()), raw, args.tools.split(",") if args.tools else None)
         raw_file.write_text(json.dumps(raw, indent=1, default=float))
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
