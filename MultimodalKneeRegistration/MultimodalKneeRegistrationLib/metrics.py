@@ -12,7 +12,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import apply_matrix, index_to_physical_matrix, rotation_angle_deg, scale_factors, transform_to_matrix
+from .geometry import (
+    apply_matrix,
+    index_to_physical_matrix,
+    overlap_fraction,
+    rotation_angle_deg,
+    scale_factors,
+    transform_to_matrix,
+)
 
 
 class MutualInformationScorer:
@@ -189,6 +196,37 @@ def sanity_checks(
     }
     failures = [messages[name] for name, check in checks.items() if not check["passed"]]
     return checks, failures
+
+
+def check_result(
+    transform: sitk.Transform,
+    start_transform: sitk.Transform,
+    metric_before: Optional[float],
+    metric_after: Optional[float],
+    sampled: sitk.Image,
+    other: sitk.Image,
+    sampled_to_other: sitk.Transform,
+    settings,
+    spacing_mm: float,
+) -> Tuple[Dict[str, dict], List[str]]:
+    """``sanity_checks`` with ``settings``' limits, overlap and shared information measured on the
+    working images (``sampled`` mapped into ``other``): the one place both engines check a result.
+
+    ``transform`` and ``start_transform`` are the fixed -> moving result and start; the overlap is
+    ``checks["overlap_after"]["value"]``.
+    """
+    return sanity_checks(
+        transform,
+        start_transform,
+        metric_before,
+        np.inf if metric_after is None else metric_after,
+        overlap_fraction(sampled, other, sampled_to_other),
+        explained_fraction(sampled, other, sampled_to_other, spacing_mm),
+        min_explained_fraction=settings.min_explained_fraction,
+        min_overlap=settings.min_final_overlap_fraction,
+        max_scale_deviation=settings.max_scale_deviation,
+        max_rotation_from_start_deg=settings.explored_rotation_deg,
+    )
 
 
 def _already_aligned(before: float, after: float) -> bool:

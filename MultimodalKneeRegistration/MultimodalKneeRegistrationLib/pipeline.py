@@ -22,11 +22,10 @@ from .geometry import (
     corner_points,
     image_center,
     is_linear,
-    overlap_fraction,
     transform_to_matrix,
 )
 from .initialization import rigid_from_matrix, search_start_pose
-from .metrics import explained_fraction, sanity_checks
+from .metrics import check_result
 from .planning import RegistrationPlan, plan_registration
 from .preprocessing import crop_to_box, downsample, replace_non_finite, validate_volume, window_intensities
 from .results import RegistrationResult, StageResult
@@ -132,18 +131,9 @@ def _register_once(fixed, moving, settings, initial_transform, progress, should_
         final = _inverse(output.transform) if swapped else output.transform
         final = _centred_on(final, image_center(fixed), plan.transform_stages)
         initial = _inverse(initial_internal) if swapped else initial_internal
-        overlap = overlap_fraction(sampled, other, output.transform)
-        checks, failures = sanity_checks(
-            final,
-            start,
-            metric_before,
-            metric_after if metric_after is not None else np.inf,
-            overlap,
-            explained_fraction(sampled, other, output.transform, plan.search_spacing_mm),
-            min_explained_fraction=settings.min_explained_fraction,
-            min_overlap=settings.min_final_overlap_fraction,
-            max_scale_deviation=settings.max_scale_deviation,
-            max_rotation_from_start_deg=settings.explored_rotation_deg,
+        checks, failures = check_result(
+            final, start, metric_before, metric_after, sampled, other, output.transform, settings,
+            plan.search_spacing_mm,
         )
         warnings.extend(f"sanity check failed: {text}" for text in failures)
         timings["total"] = time.perf_counter() - began
@@ -159,7 +149,7 @@ def _register_once(fixed, moving, settings, initial_transform, progress, should_
             warnings=warnings,
             sanity=checks,
             passed_sanity_checks=not failures,
-            overlap_after=round(overlap, 4),
+            overlap_after=checks["overlap_after"]["value"],
         )
         report("check", 1.0, "done")
     return result, failures

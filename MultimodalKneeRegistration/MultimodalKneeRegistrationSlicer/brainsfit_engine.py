@@ -23,11 +23,10 @@ from MultimodalKneeRegistrationLib.geometry import (
     apply_matrix,
     corner_points,
     image_center,
-    overlap_fraction,
     physical_box,
     transform_to_matrix,
 )
-from MultimodalKneeRegistrationLib.metrics import explained_fraction, sanity_checks
+from MultimodalKneeRegistrationLib.metrics import check_result
 from MultimodalKneeRegistrationLib.pipeline import initialize_transform
 from MultimodalKneeRegistrationLib.planning import plan_registration
 from MultimodalKneeRegistrationLib.preprocessing import crop_to_box, downsample, validate_volume
@@ -185,22 +184,12 @@ class BrainsFitRunner:
         before = mattesMetric(fixedWork, movingWork, startTransform, plan, settings)
         after = mattesMetric(fixedWork, movingWork, transform, plan, settings)
         if plan.small_fov_image == "fixed":
-            overlap = overlap_fraction(fixed, moving, transform)
-            shared = explained_fraction(fixedWork, movingWork, transform, plan.search_spacing_mm)
+            sampled, other, sampledToOther = fixedWork, movingWork, transform
         else:
-            overlap = overlap_fraction(moving, fixed, _inverse(transform))
-            shared = explained_fraction(movingWork, fixedWork, _inverse(transform), plan.search_spacing_mm)
-        checks, failures = sanity_checks(
-            transform,
-            startTransform,
-            before,
-            after if after is not None else np.inf,
-            overlap,
-            shared,
-            min_explained_fraction=settings.min_explained_fraction,
-            min_overlap=settings.min_final_overlap_fraction,
-            max_scale_deviation=settings.max_scale_deviation,
-            max_rotation_from_start_deg=settings.explored_rotation_deg,
+            sampled, other, sampledToOther = movingWork, fixedWork, _inverse(transform)
+        checks, failures = check_result(
+            transform, startTransform, before, after, sampled, other, sampledToOther, settings,
+            plan.search_spacing_mm,
         )
         warnings.extend(f"sanity check failed: {text}" for text in failures)
         timings["total"] = time.perf_counter() - began
@@ -228,7 +217,7 @@ class BrainsFitRunner:
             warnings=warnings,
             sanity=checks,
             passed_sanity_checks=not failures,
-            overlap_after=round(overlap, 4),
+            overlap_after=checks["overlap_after"]["value"],
         )
         report(1.0, "done")
         if failures and settings.fail_on_sanity_check:
