@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.blended_field import blended_displacement_field
 from MultimodalKneeRegistrationLib.bone_masks import (
     BoneLabels,
     bone_labels_from_image,
@@ -24,7 +25,7 @@ from MultimodalKneeRegistrationLib.bone_masks import (
 )
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.per_bone import blended_displacement_field, register_per_bone
+from MultimodalKneeRegistrationLib.per_bone import register_per_bone
 from MultimodalKneeRegistrationLib.phantom import BONES, GridSpec, make_registration_pair
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
