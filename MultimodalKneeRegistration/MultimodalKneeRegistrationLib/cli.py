@@ -122,6 +122,9 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--moving-series-uid", metavar="UID", help="series UID for the moving folder only")
     group.add_argument("--stages", metavar="LIST", help="transform stages, e.g. Rigid or Rigid,Affine")
     group.add_argument("--init-mode", choices=INITIALIZE_MODES, help="initialisation (default: search)")
+    group.add_argument("--edge-correlation", choices=("auto", "on", "off"), default="auto",
+                       help="also find the small image anywhere in the large one by edge correlation "
+                            "(auto: when its field of view is under 1/8 of the other's, e.g. a micro-CT)")
     group.add_argument("--spacing-multiplier", type=float, metavar="X",
                        help="Crop Volume spacing multiplier for the fine image (default: planned)")
     group.add_argument("--sampling-percentage", type=_sampling, metavar="P",
@@ -193,6 +196,7 @@ def settings_from_args(args: argparse.Namespace) -> RegistrationSettings:
         args.preset, transform_stages=stages, initialize_transform_mode=args.init_mode,
         spacing_multiplier=args.spacing_multiplier, sampling_percentage=args.sampling_percentage,
         number_of_iterations=args.iterations, random_seed=args.seed, number_of_threads=args.threads,
+        search_edge_correlation={"on": True, "off": False}.get(getattr(args, "edge_correlation", "auto")),
         deterministic=False if args.threads else None,
         fail_on_sanity_check=False if getattr(args, "no_fail_on_sanity", False) else None)
 

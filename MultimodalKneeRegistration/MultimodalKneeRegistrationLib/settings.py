@@ -58,6 +58,9 @@ class RegistrationSettings:
     #: Also look for the small image anywhere in the large one (micro-CT headers share no
     #: coordinate system with the MRI; otherwise only used when the images do not overlap).
     search_whole_field: bool = False
+    #: Also find the small image by edge-map correlation over every shift (``gradient_correlation``);
+    #: None: when its field of view is under 1/8 of the large image's (a micro-CT inside an MRI).
+    search_edge_correlation: Optional[bool] = None
     transform_stages: Tuple[str, ...] = ("Rigid",)
     #: Shrink factors of the multi-resolution pyramid, relative to the working images.
     #: The multi-start search already plays the coarse levels, so one level usually suffices.
@@ -74,6 +77,10 @@ class RegistrationSettings:
     #: Powell's rigid stage runs this many times, each on a fresh random sample set from where the
     #: last stopped; a dense referee evaluation keeps the best endpoint (see simpleitk_engine).
     resample_rounds: int = 3
+    #: After those rounds, restart the rigid stage from its result turned +/- this many degrees
+    #: about each axis (6 more runs, the dense referee keeps the best); 0 turns it off. Fine
+    #: micro-CT against MRI slices has rotational local optima a few degrees apart.
+    rotation_restarts_deg: float = 0.0
     max_step_mm: float = 2.0
     min_step_mm: float = 0.005
     relaxation_factor: float = 0.6
@@ -144,6 +151,11 @@ class RegistrationSettings:
                 "shrink_factors and smoothing_sigmas_mm must have the same, non-zero length",
                 "give one smoothing sigma per pyramid level",
             )
+        if not 0.0 <= self.rotation_restarts_deg <= 45.0:
+            raise InputError(
+                f"rotation_restarts_deg {self.rotation_restarts_deg} is outside [0, 45]",
+                "use 0 (off) or a few degrees, such as 4",
+            )
         if self.roi_margin_mm < 0 or self.working_voxel_budget < 10_000:
             raise InputError("roi_margin_mm must be >= 0 and working_voxel_budget >= 10000", "raise them")
 
@@ -158,6 +170,7 @@ PRESETS = {
         max_working_spacing_mm=1.0,
         working_voxel_budget=2_000_000,
         number_of_iterations=40,
+        rotation_restarts_deg=4.0,
     ),
     "fast-preview": RegistrationSettings(
         preset="fast-preview",

@@ -261,3 +261,14 @@ def _drain(fd: int, chunks: list) -> None:
         if not data:
             return
         chunks.append(data)
+
+
+@pytest.mark.parametrize("word, value", [("auto", None), ("on", True), ("off", False)])
+def test_edge_correlation_option_sets_the_search_setting(word, value):
+    from MultimodalKneeRegistrationLib.cli import build_parser, settings_from_args
+
+    line = ["register", "f.nrrd", "m.nrrd", "--output-dir", "out", "--edge-correlation", word]
+    args = build_parser().parse_args(line)
+    assert settings_from_args(args).search_edge_correlation is value
+    default = build_parser().parse_args(["inspect", "f.nrrd", "m.nrrd"])
+    assert settings_from_args(default).search_edge_correlation is None

@@ -95,34 +95,30 @@ class SimpleITKEngine:
             iterations = 0
             for round_number in range(rounds):
                 # Later rounds only polish at the finest level, each on a fresh random sample set.
-                method = self._method(
-                    fixed, plan, settings, levels if round_number == 0 else 1, stage,
+                transform, stop, metric_value, used = self._optimise(
+                    fixed, moving, transform, plan, settings, stage,
+                    levels=levels if round_number == 0 else 1,
                     seed=settings.random_seed + round_number,
+                    observe=(progress, should_cancel, number + round_number / rounds, count),
                 )
-                method.SetInitialTransform(_stage_transform(stage, transform), inPlace=False)
-                cancelled = self._observe(
-                    method, progress, should_cancel, number + round_number / rounds, count, stage, plan
+                iterations += used
+                endpoints.append((transform, stop, metric_value))
+            restarts = _rotation_restarts(stage, _best_endpoint(fixed, moving, endpoints, plan, settings)[0], settings)
+            for restart_number, restart in enumerate(restarts):
+                *endpoint, used = self._optimise(
+                    fixed, moving, restart, plan, settings, stage, levels=1,
+                    seed=settings.random_seed + rounds + restart_number,
+                    observe=(progress, should_cancel, number + 1.0 - 1.0 / rounds, count),
                 )
-                try:
-                    with global_threads(execute_threads(settings, uses_gradient=not _is_powell(stage, settings))):
-                        result = method.Execute(fixed, moving)
-                except RuntimeError as error:
-                    raise RegistrationFailedError(
-                        f"the {stage} stage could not evaluate the metric ({_short(error)})",
-                        "the images barely overlap at this pose: give an initial transform or use the "
-                        "'search' initialisation",
-                    ) from None
-                if cancelled[0]:
-                    raise CancelledError(
-                        f"registration cancelled during the {stage} stage", "nothing was written"
-                    )
-                transform = _typed(result)
-                iterations += int(method.GetOptimizerIteration())
-                endpoints.append(
-                    (transform, method.GetOptimizerStopConditionDescription(), float(method.GetMetricValue()))
-                )
+                iterations += used
+                endpoints.append(tuple(endpoint))
             transform, stop, metric_value = _best_endpoint(fixed, moving, endpoints, plan, settings)
-            if rounds > 1:
+            if restarts:
+                stop = (
+                    f"best of {rounds} sample sets and {len(restarts)} restarts turned "
+                    f"{settings.rotation_restarts_deg:g} deg, by the dense metric; last: {stop}"
+                )
+            elif rounds > 1:
                 stop = f"best of {rounds} sample sets by the dense metric; last round: {stop}"
             stages.append(
                 StageResult(
@@ -134,6 +130,30 @@ class SimpleITKEngine:
                 )
             )
         return EngineOutput(transform=transform, stages=stages)
+
+    def _optimise(self, fixed, moving, start, plan, settings, stage, levels, seed, observe):
+        """One optimisation of ``stage`` from ``start``: (transform, stop condition, metric, iterations)."""
+        progress, should_cancel, number, count = observe
+        method = self._method(fixed, plan, settings, levels, stage, seed=seed)
+        method.SetInitialTransform(_stage_transform(stage, start), inPlace=False)
+        cancelled = self._observe(method, progress, should_cancel, number, count, stage, plan)
+        try:
+            with global_threads(execute_threads(settings, uses_gradient=not _is_powell(stage, settings))):
+                result = method.Execute(fixed, moving)
+        except RuntimeError as error:
+            raise RegistrationFailedError(
+                f"the {stage} stage could not evaluate the metric ({_short(error)})",
+                "the images barely overlap at this pose: give an initial transform or use the "
+                "'search' initialisation",
+            ) from None
+        if cancelled[0]:
+            raise CancelledError(f"registration cancelled during the {stage} stage", "nothing was written")
+        return (
+            _typed(result),
+            method.GetOptimizerStopConditionDescription(),
+            float(method.GetMetricValue()),
+            int(method.GetOptimizerIteration()),
+        )
 
     @staticmethod
     def _method(
@@ -226,6 +246,30 @@ def _sample_rounds(stage: str, plan, settings) -> int:
     if _is_powell(stage, settings) and plan.sampling_percentage < 1.0:
         return max(1, int(settings.resample_rounds))
     return 1
+
+
+def _rotation_restarts(stage: str, transform: sitk.Transform, settings) -> List[sitk.Transform]:
+    """The rigid result turned +/- ``rotation_restarts_deg`` about each axis through its centre.
+
+    Why: a fine micro-CT against MRI slices has rotational local optima a few degrees apart. On the
+    porcine micro-CT cube the rigid stage stopped 3.5 deg off (Mattes MI -0.40); three of these six
+    restarts reached the deeper optimum (-0.55, 1.4 mm from the reference instead of 1.7 mm).
+    """
+    if stage != "Rigid" or settings.rotation_restarts_deg <= 0:
+        return []
+    from ..geometry import transform_to_matrix
+    from ..initialization import rigid_from_matrix, rotation_matrix
+
+    center = np.array(transform.GetCenter()) if hasattr(transform, "GetCenter") else np.zeros(3)
+    matrix = transform_to_matrix(transform)
+    restarts = []
+    for axis in range(3):
+        for sign in (-1.0, 1.0):
+            turn = np.eye(4)
+            turn[:3, :3] = rotation_matrix(np.eye(3)[axis] * sign * np.radians(settings.rotation_restarts_deg))
+            turn[:3, 3] = center - turn[:3, :3] @ center
+            restarts.append(rigid_from_matrix(matrix @ turn, center))
+    return restarts
 
 
 def _best_endpoint(fixed, moving, endpoints, plan, settings):

@@ -1,0 +1,98 @@
+"""``gradient_correlation`` finds a small, turned CT-like crop inside a large MRI-like image.
+
+The phantom renders both modalities with different intensity mappings, so only shared edges can
+find the crop. The crop's pose is known: it shows the phantom at ``truth(x)`` for its own points
+``x``, so the pose that maps crop points to large-image points is ``truth`` itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
+from MultimodalKneeRegistrationLib.gradient_correlation import (
+    correlation_candidates,
+    correlation_spacing,
+    edge_map,
+)
+from MultimodalKneeRegistrationLib.phantom import KneePhantom, rigid_transform, rotation_about_axis
+
+#: Where the crop sits: beside the joint line, 14 mm off the large image's centre.
+CROP_CENTER = (8.0, 12.0, 4.0)
+
+
+@pytest.fixture(scope="module")
+def large_mri():
+    return KneePhantom(seed=3).render("mri", (150, 150, 50), (1.0, 1.0, 2.5), center=(0.0, 5.0, 10.0))
+
+
+def _crop(truth: sitk.Transform) -> sitk.Image:
+    """A 32 mm CT-like cube at 0.4 mm showing the phantom at ``truth(x)``."""
+    return KneePhantom(seed=4).render("ct", (80, 80, 80), (0.4, 0.4, 0.4), center=CROP_CENTER, transform=truth)
+
+
+def _rotations_around(true_rotation: np.ndarray, step_deg: float = 20.0):
+    """The true rotation among its neighbours 20 deg away about x, y and z (7 in all)."""
+    rotations = [true_rotation]
+    for axis in np.eye(3):
+        for sign in (-1.0, 1.0):
+            rotations.append(true_rotation @ rotation_about_axis(axis, sign * step_deg))
+    return rotations
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 25.0])
+def test_the_true_pose_ranks_first(large_mri, angle_deg):
+    truth = rigid_transform((0.3, -0.5, 0.8), angle_deg, (0.0, 0.0, 0.0), CROP_CENTER)
+    crop = _crop(truth)
+    true_matrix = transform_to_matrix(truth)
+    spacing = correlation_spacing(crop, large_mri, 1.0)
+    # Order the rotations so that the true one is not simply the first tried.
+    rotations = _rotations_around(true_matrix[:3, :3])[::-1]
+    found = correlation_candidates(crop, large_mri, rotations, spacing, count=3)
+    assert found, "no candidate at all"
+    best = found[0]
+    middle = np.array([*CROP_CENTER, 1.0])
+    miss = np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3])
+    turn = rotation_angle_deg(np.linalg.inv(true_matrix) @ best.matrix)
+    assert turn < 1e-6, f"picked a rotation {turn:.1f} deg from the truth"
+    # The shift is found on the correlation grid: within one of its voxels' diagonals.
+    assert miss <= np.sqrt(3) * spacing, f"{miss:.2f} mm from the truth (grid {spacing:.2f} mm)"
+    assert best.ncc > 0.5
+    assert all(best.ncc >= other.ncc for other in found[1:])
+
+
+def test_candidates_are_distinct_poses(large_mri):
+    truth = rigid_transform((0.0, 0.0, 1.0), 0.0, (0.0, 0.0, 0.0), CROP_CENTER)
+    crop = _crop(truth)
+    spacing = correlation_spacing(crop, large_mri, 1.0)
+    found = correlation_candidates(crop, large_mri, _rotations_around(np.eye(3)), spacing, count=4)
+    assert 2 <= len(found) <= 4
+    middle = np.array([*CROP_CENTER, 1.0])
+    for i, a in enumerate(found):
+        for b in found[i + 1:]:
+            apart = np.linalg.norm((a.matrix @ middle - b.matrix @ middle)[:3])
+            turn = rotation_angle_deg(np.linalg.inv(a.matrix) @ b.matrix)
+            assert apart > 6.0 or turn > 10.0
+
+
+def test_a_small_image_larger_than_the_large_one_gives_no_candidate(large_mri):
+    huge = KneePhantom().render("ct", (60, 60, 60), (4.0, 4.0, 4.0))
+    assert correlation_candidates(huge, large_mri, [np.eye(3)], 4.0) == []
+
+
+def test_correlation_spacing_puts_about_twenty_voxels_across_the_small_image(large_mri):
+    crop = _crop(rigid_transform((0.0, 0.0, 1.0), 0.0, (0.0, 0.0, 0.0)))
+    spacing = correlation_spacing(crop, large_mri, 0.5)
+    assert spacing == pytest.approx(80 * 0.4 / 20, rel=0.05)
+    # Never finer than asked for.
+    assert correlation_spacing(crop, large_mri, 3.0) == 3.0
+
+
+def test_edge_map_is_bright_on_boundaries_and_dark_in_flat_regions():
+    image = sitk.Image([40, 40, 40], sitk.sitkFloat32)
+    array = np.zeros((40, 40, 40), np.float32)
+    array[:, :, 20:] = 100.0  # a step along x at index 20
+    image = sitk.GetImageFromArray(array)
+    edges = sitk.GetArrayFromImage(edge_map(image, 1.0))
+    assert edges[20, 20, 19:21].min() > 10 * edges[20, 20, 2:6].max()
