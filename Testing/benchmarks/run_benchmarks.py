@@ -96,19 +96,27 @@ def _git_state() -> str:
         return "unknown"
 
 
-def _merged(old: Dict[str, Any], new: Dict[str, Any], tools: List[str] | None = None) -> Dict[str, Any]:
+def _merged(
+    old: Dict[str, Any], new: Dict[str, Any], tools: List[str] | None = None, cases: List[str] | None = None
+) -> Dict[str, Any]:
     """``new`` plus the sections only ``old`` has; the run's facts are listed per invocation.
 
-    With ``tools`` (the ``--tools`` fragments), a rerun section keeps ``old``'s rows of the other
-    tools, so one tool can be re-measured without rerunning its peers.
+    With ``tools`` (the ``--tools`` fragments) or ``cases`` (the ``--cases`` names), a rerun section
+    keeps ``old``'s rows of the other tools and other cases, so one tool or one case can be
+    re-measured without rerunning the rest.
     """
+
+    def rerun(row: Dict[str, Any]) -> bool:
+        tool_rerun = not tools or any(t in str(row.get("tool", "")) for t in tools)
+        case_rerun = not cases or "case" not in row or row["case"] in cases
+        return tool_rerun and case_rerun
+
     merged = dict(new)
     for section in ("selfcheck", "cases", "grid", "scaling"):
         if section not in new and section in old:
             merged[section] = old[section]
-        elif tools and isinstance(new.get(section), list) and isinstance(old.get(section), list):
-            others = [row for row in old[section] if not any(t in str(row.get("tool", "")) for t in tools)]
-            merged[section] = others + new[section]
+        elif (tools or cases) and isinstance(new.get(section), list) and isinstance(old.get(section), list):
+            merged[section] = [row for row in old[section] if not rerun(row)] + new[section]
     merged["sections"] = [s for s in ("selfcheck", "cases", "grid", "scaling") if s in merged]
     merged["total_minutes"] = round(old.get("total_minutes", 0) + new["total_minutes"], 1)
     earlier = old.get("earlier_runs", []) + [
@@ -191,7 +199,12 @@ def main(argv: List[str] | None = None) -> int:
         raw["total_minutes"] = round((time.perf_counter() - began) / 60, 1)
         raw["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
         if args.merge and raw_file.is_file():
-            raw = _merged(json.loads(raw_file.read_text()), raw, args.tools.split(",") if args.tools else None)
+            raw = _merged(
+                json.loads(raw_file.read_text()),
+                raw,
+                args.tools.split(",") if args.tools else None,
+                args.cases.split(",") if args.cases else None,
+            )
         raw_file.write_text(json.dumps(raw, indent=1, default=float))
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
