@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .engines import SimpleITKEngine
-from .engines.base import global_threads, new_registration_method, preparation_threads
+from .engines.base import global_threads, new_registration_method, preparation_threads, without_gradient_images
 from .errors import CancelledError, InputError, RegistrationFailedError
 from .geometry import (
     Box,
@@ -250,7 +250,7 @@ def _crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk
 
 
 def _metric_at(sampled, other, transform, plan, settings) -> Optional[float]:
-    method = new_registration_method(settings)
+    method = without_gradient_images(new_registration_method(settings))
     method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(plan.sampling_percentage, settings.random_seed)

@@ -23,6 +23,7 @@ from .base import (
     execute_threads,
     global_threads,
     new_registration_method,
+    without_gradient_images,
 )
 
 #: Stage -> (transform factory from the previous stage's transform, pyramid levels it uses).
@@ -175,6 +176,7 @@ class SimpleITKEngine:
             )
         method.SetInterpolator(sitk.sitkLinear)
         if _is_powell(stage, settings):
+            without_gradient_images(method)
             method.SetOptimizerAsPowell(
                 numberOfIterations=settings.powell_sweeps,
                 maximumLineIterations=settings.powell_line_iterations,
@@ -286,7 +288,7 @@ def _best_endpoint(fixed, moving, endpoints, plan, settings):
 
 
 def _referee_metric(fixed, moving, transform, plan, settings) -> float:
-    method = new_registration_method(settings)
+    method = without_gradient_images(new_registration_method(settings))
     method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
     voxels = float(np.prod(fixed.GetSize()))
     if voxels <= _REFEREE_SAMPLES:
