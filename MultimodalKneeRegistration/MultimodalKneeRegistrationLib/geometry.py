@@ -153,6 +153,17 @@ def lps_matrix_to_ras(matrix_lps: np.ndarray) -> np.ndarray:
 ras_matrix_to_lps = lps_matrix_to_ras  # the conversion is its own inverse
 
 
+def rotation_matrix(rotation_vector: np.ndarray) -> np.ndarray:
+    """3x3 rotation about ``rotation_vector`` by its length in radians (Rodrigues' formula)."""
+    rotation_vector = np.asarray(rotation_vector, dtype=float)
+    angle = float(np.linalg.norm(rotation_vector))
+    if angle < 1e-12:
+        return np.eye(3)
+    k = rotation_vector / angle
+    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
+
+
 def rotation_angle_deg(matrix: np.ndarray) -> float:
     """Rotation angle of the closest rotation to the 3x3 part of ``matrix`` (degrees)."""
     u, _, vt = np.linalg.svd(matrix[:3, :3])

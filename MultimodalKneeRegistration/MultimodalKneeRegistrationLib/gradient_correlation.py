@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import physical_box
+from .geometry import physical_box, rotation_matrix
 from .preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
@@ -154,23 +154,17 @@ class _Correlator:
         current = self.best(candidate.matrix[:3, :3], window) or candidate
         for step in _REFINE_STEPS_DEG:
             for _ in range(4):  # a few moves per step size: the coarse grid is at most ~17 deg off
-                turns = [current.matrix[:3, :3] @ _turn(axis, sign * step) for axis in range(3) for sign in (-1, 1)]
+                turns = [
+                    current.matrix[:3, :3] @ rotation_matrix(np.radians(sign * step) * axis)
+                    for axis in np.eye(3)
+                    for sign in (-1, 1)
+                ]
                 tried = [c for c in (self.best(turn, window) for turn in turns) if c is not None]
                 better = max(tried, key=lambda c: c.ncc, default=None)
                 if better is None or better.ncc <= current.ncc:
                     break
                 current = better
         return current
-
-
-def _turn(axis: int, degrees: float) -> np.ndarray:
-    """Rotation by ``degrees`` about coordinate axis ``axis``."""
-    angle = np.radians(degrees)
-    c, s = np.cos(angle), np.sin(angle)
-    i, j = [k for k in range(3) if k != axis]
-    matrix = np.eye(3)
-    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
-    return matrix
 
 
 def _distinct_best(found: List[CorrelationCandidate], center: np.ndarray, count: int) -> List[CorrelationCandidate]:

@@ -19,7 +19,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from .engines.base import execute_threads, global_threads, new_registration_method
-from .geometry import apply_matrix, image_center, overlap_fraction, physical_box, transform_to_matrix
+from .geometry import (
+    apply_matrix,
+    image_center,
+    overlap_fraction,
+    physical_box,
+    rotation_matrix,
+    transform_to_matrix,
+)
 from .gradient_correlation import correlation_candidates, correlation_spacing
 from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
@@ -65,15 +72,6 @@ def flip_rotations() -> List[np.ndarray]:
     a search limited to +/-60 deg finds the outline-only optimum instead (MI 0.25 vs 0.30).
     """
     return [np.eye(3), np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])]
-
-
-def rotation_matrix(rotation_vector: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(rotation_vector))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = rotation_vector / angle
-    cross = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross
 
 
 def rigid_from_matrix(matrix: np.ndarray, center: Sequence[float]) -> sitk.VersorRigid3DTransform:

@@ -259,8 +259,8 @@ def _rotation_restarts(stage: str, transform: sitk.Transform, settings) -> List[
     """
     if stage != "Rigid" or settings.rotation_restarts_deg <= 0:
         return []
-    from ..geometry import transform_to_matrix
-    from ..initialization import rigid_from_matrix, rotation_matrix
+    from ..geometry import rotation_matrix, transform_to_matrix
+    from ..initialization import rigid_from_matrix
 
     center = np.array(transform.GetCenter()) if hasattr(transform, "GetCenter") else np.zeros(3)
     matrix = transform_to_matrix(transform)
