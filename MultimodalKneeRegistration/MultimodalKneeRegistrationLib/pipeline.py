@@ -14,7 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .engines import SimpleITKEngine
-from .engines.base import global_threads, new_registration_method, preparation_threads, without_gradient_images
+from .engines.base import global_threads, mattes_value, preparation_threads
 from .errors import CancelledError, InputError, RegistrationFailedError
 from .geometry import (
     Box,
@@ -250,16 +250,10 @@ def _crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk
 
 
 def _metric_at(sampled, other, transform, plan, settings) -> Optional[float]:
-    method = without_gradient_images(new_registration_method(settings))
-    method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(plan.sampling_percentage, settings.random_seed)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetInitialTransform(sitk.AffineTransform(_as_affine(transform)))
-    try:
-        return float(method.MetricEvaluate(sampled, other))
-    except RuntimeError:  # no overlap at this pose: there is no metric value to report
-        return None
+    return mattes_value(
+        sampled, other, sitk.AffineTransform(_as_affine(transform)), settings, plan.number_of_histogram_bins,
+        plan.sampling_percentage, settings.random_seed,
+    )
 
 
 def _as_affine(transform: sitk.Transform) -> sitk.AffineTransform:

@@ -16,7 +16,7 @@ from typing import Callable, List, Optional
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.brainsfit_parameters import brainsfit_parameters
-from MultimodalKneeRegistrationLib.engines.base import new_registration_method
+from MultimodalKneeRegistrationLib.engines.base import mattes_value
 from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError
 from MultimodalKneeRegistrationLib.geometry import (
     Box,
@@ -61,25 +61,20 @@ def mattesMetric(
     fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, plan, settings
 ) -> Optional[float]:
     """Mattes MI (negative; lower is better) of the images under ``transform``, as BRAINSFit scores them."""
-    method = new_registration_method(settings)
-    method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
-    method.SetMetricSamplingStrategy(method.RANDOM)
     voxels = float(np.prod(fixed.GetSize()))
-    method.SetMetricSamplingPercentage(
-        float(min(1.0, plan.metric_samples / max(voxels, 1.0))), settings.random_seed
-    )
-    method.SetInterpolator(sitk.sitkLinear)
     matrix = transform_to_matrix(transform)
     affine = sitk.AffineTransform(3)
     affine.SetMatrix(matrix[:3, :3].ravel().tolist())
     affine.SetTranslation(matrix[:3, 3].tolist())
-    method.SetInitialTransform(affine)
-    try:
-        return float(
-            method.MetricEvaluate(sitk.Cast(fixed, sitk.sitkFloat32), sitk.Cast(moving, sitk.sitkFloat32))
-        )
-    except RuntimeError:  # no overlap at this pose: no metric value
-        return None
+    return mattes_value(
+        sitk.Cast(fixed, sitk.sitkFloat32),
+        sitk.Cast(moving, sitk.sitkFloat32),
+        affine,
+        settings,
+        plan.number_of_histogram_bins,
+        float(min(1.0, plan.metric_samples / max(voxels, 1.0))),
+        settings.random_seed,
+    )
 
 
 def _inverse(transform: sitk.Transform) -> sitk.AffineTransform:

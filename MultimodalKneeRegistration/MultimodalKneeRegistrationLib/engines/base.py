@@ -44,6 +44,35 @@ def without_gradient_images(method: sitk.ImageRegistrationMethod) -> sitk.ImageR
     return method
 
 
+def mattes_value(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    transform: sitk.Transform,
+    settings,
+    bins: int,
+    sampling_fraction: Optional[float],
+    seed: int,
+) -> Optional[float]:
+    """Mattes MI (negative; lower is better) of ``moving`` seen from ``fixed`` through ``transform``.
+
+    ``sampling_fraction`` of the fixed voxels at random (``seed``), or every voxel when ``None``.
+    ``None`` when no sample lands in the moving image (no overlap at this pose: no value).
+    """
+    method = without_gradient_images(new_registration_method(settings))
+    method.SetMetricAsMattesMutualInformation(bins)
+    if sampling_fraction is None:
+        method.SetMetricSamplingStrategy(method.NONE)
+    else:
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        method.SetMetricSamplingPercentage(sampling_fraction, seed)
+    method.SetInterpolator(sitk.sitkLinear)
+    method.SetInitialTransform(transform)
+    try:
+        return float(method.MetricEvaluate(fixed, moving))
+    except RuntimeError:
+        return None
+
+
 def preparation_threads(settings) -> Optional[int]:
     """Threads for everything but Powell: threaded reductions (centroids, statistics, metric
     gradients) were not repeatable; two 2-thread runs on the porcine pair differed by 0.35 mm."""

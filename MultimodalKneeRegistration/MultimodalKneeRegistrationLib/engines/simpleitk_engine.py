@@ -22,6 +22,7 @@ from .base import (
     ProgressCallback,
     execute_threads,
     global_threads,
+    mattes_value,
     new_registration_method,
     without_gradient_images,
 )
@@ -104,7 +105,8 @@ class SimpleITKEngine:
                 )
                 iterations += used
                 endpoints.append((transform, stop, metric_value))
-            restarts = _rotation_restarts(stage, _best_endpoint(fixed, moving, endpoints, plan, settings)[0], settings)
+            referee = _Referee(fixed, moving, plan, settings)
+            restarts = _rotation_restarts(stage, referee.best(endpoints)[0], settings)
             for restart_number, restart in enumerate(restarts):
                 *endpoint, used = self._optimise(
                     fixed, moving, restart, plan, settings, stage, levels=1,
@@ -113,7 +115,7 @@ class SimpleITKEngine:
                 )
                 iterations += used
                 endpoints.append(tuple(endpoint))
-            transform, stop, metric_value = _best_endpoint(fixed, moving, endpoints, plan, settings)
+            transform, stop, metric_value = referee.best(endpoints)
             if restarts:
                 stop = (
                     f"best of {rounds} sample sets and {len(restarts)} restarts turned "
@@ -274,34 +276,34 @@ def _rotation_restarts(stage: str, transform: sitk.Transform, settings) -> List[
     return restarts
 
 
-def _best_endpoint(fixed, moving, endpoints, plan, settings):
-    """The endpoint that scores best on a dense (all-voxel or large) referee sample.
+class _Referee:
+    """Picks the endpoint that scores best on a dense (all-voxel or large) referee sample.
 
     Why: every random sample set carries its own shallow, spurious optima; on the porcine pair the
     endpoint moved by 1-2 mm with the seed. Re-optimising on a fresh set escapes them, and an
-    independent, denser evaluation picks the endpoint without trusting any one sample set.
+    independent, denser evaluation picks the endpoint without trusting any one sample set. Each
+    endpoint is scored once, however often ``best`` is asked (before and after the restarts).
     """
-    if len(endpoints) == 1:
-        return endpoints[0]
-    scores = [_referee_metric(fixed, moving, endpoint[0], plan, settings) for endpoint in endpoints]
-    return endpoints[int(np.argmin(scores))]
 
+    def __init__(self, fixed, moving, plan, settings) -> None:
+        self.fixed, self.moving, self.plan, self.settings = fixed, moving, plan, settings
+        self._scores: dict = {}
 
-def _referee_metric(fixed, moving, transform, plan, settings) -> float:
-    method = without_gradient_images(new_registration_method(settings))
-    method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
-    voxels = float(np.prod(fixed.GetSize()))
-    if voxels <= _REFEREE_SAMPLES:
-        method.SetMetricSamplingStrategy(method.NONE)
-    else:
-        method.SetMetricSamplingStrategy(method.RANDOM)
-        method.SetMetricSamplingPercentage(_REFEREE_SAMPLES / voxels, settings.random_seed - 1)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetInitialTransform(transform)
-    try:
-        return float(method.MetricEvaluate(fixed, moving))
-    except RuntimeError:  # no overlap at this endpoint: never the best
-        return np.inf
+    def best(self, endpoints):
+        if len(endpoints) == 1:
+            return endpoints[0]
+        scores = [self._score(endpoint[0]) for endpoint in endpoints]
+        return endpoints[int(np.argmin(scores))]
+
+    def _score(self, transform) -> float:
+        if id(transform) not in self._scores:
+            voxels = float(np.prod(self.fixed.GetSize()))
+            fraction = None if voxels <= _REFEREE_SAMPLES else _REFEREE_SAMPLES / voxels
+            value = mattes_value(self.fixed, self.moving, transform, self.settings,
+                                 self.plan.number_of_histogram_bins, fraction, self.settings.random_seed - 1)
+            # Kept with its transform, so the id is not reused; no overlap at an endpoint: never the best.
+            self._scores[id(transform)] = (transform, np.inf if value is None else value)
+        return self._scores[id(transform)][1]
 
 
 def _centred_on_object(initial: sitk.Transform, fixed: sitk.Image) -> sitk.VersorRigid3DTransform:
