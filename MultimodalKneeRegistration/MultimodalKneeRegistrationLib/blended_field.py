@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from .bone_masks import BoneLabels
 from .errors import InputError
-from .geometry import apply_matrix, transform_to_matrix
+from .geometry import apply_matrix, coarser_grid, index_to_physical_matrix, transform_to_matrix
 from .per_bone import PerBoneResult
 
 
@@ -39,8 +39,7 @@ def blended_displacement_field(per_bone: PerBoneResult, labels: BoneLabels,
         reference = _covering_grid(labels.image, spacing_mm)
     size = reference.GetSize()
     index = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
-    to_lps = np.array(reference.GetDirection()).reshape(3, 3) @ np.diag(reference.GetSpacing())
-    points = index @ to_lps.T + np.array(reference.GetOrigin())
+    points = apply_matrix(index_to_physical_matrix(reference), index)
     total = np.zeros((len(points), 3))
     weights = np.zeros(len(points))
     for bone in per_bone.bones:
@@ -61,10 +60,4 @@ def _covering_grid(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     """A grid with ``spacing_mm`` voxels (or the image's, if coarser) covering ``image``'s field of view."""
     spacing = np.array(image.GetSpacing())
     new_spacing = np.maximum(spacing, spacing_mm)
-    size = np.ceil(np.array(image.GetSize()) * spacing / new_spacing).astype(int)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    grid = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
-    grid.SetSpacing(new_spacing.tolist())
-    grid.SetDirection(image.GetDirection())
-    grid.SetOrigin((np.array(image.GetOrigin()) + direction @ ((new_spacing - spacing) / 2.0)).tolist())
-    return grid
+    return coarser_grid(image, new_spacing, np.ceil(np.array(image.GetSize()) * spacing / new_spacing).astype(int))

@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import CancelledError, InputError, KneeRegistrationError, OutputError, RegistrationFailedError
+from .geometry import coarser_grid
 from .settings import INITIALIZE_MODES, PRESETS, RegistrationSettings, settings_for_preset
 
 #: Above this many fixed voxels, ``registered_moving.nrrd`` goes onto a coarser copy of the fixed grid.
@@ -230,13 +231,7 @@ def resample_reference(fixed: sitk.Image, spacing_mm: Optional[float]) -> Option
     new_spacing = np.maximum(spacing, spacing_mm)
     if np.allclose(new_spacing, spacing):
         return None
-    new_size = np.maximum(np.round(size * spacing / new_spacing), 1).astype(int)
-    direction = np.array(fixed.GetDirection()).reshape(3, 3)
-    reference = sitk.Image([int(n) for n in new_size], sitk.sitkUInt8)
-    reference.SetSpacing(new_spacing.tolist())
-    reference.SetDirection(fixed.GetDirection())
-    reference.SetOrigin((np.array(fixed.GetOrigin()) + direction @ ((new_spacing - spacing) / 2.0)).tolist())
-    return reference
+    return coarser_grid(fixed, new_spacing, np.maximum(np.round(size * spacing / new_spacing), 1).astype(int))
 
 
 def _print(args: argparse.Namespace, text: str = "") -> None:

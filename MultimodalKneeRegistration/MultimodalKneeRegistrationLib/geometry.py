@@ -57,6 +57,22 @@ def index_to_physical_matrix(image: sitk.Image) -> np.ndarray:
     return matrix
 
 
+def coarser_grid(image: sitk.Image, spacing: np.ndarray, size: np.ndarray) -> sitk.Image:
+    """An empty uint8 grid with ``spacing`` and ``size`` over ``image``'s field of view, same directions.
+
+    Its first voxel's centre sits half the spacing change inside ``image``'s first voxel corner, so
+    the two grids share their outer edges when ``size * spacing`` matches.
+    """
+    old_spacing = np.array(image.GetSpacing())
+    spacing = np.asarray(spacing, dtype=float)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    grid = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
+    grid.SetSpacing(spacing.tolist())
+    grid.SetDirection(image.GetDirection())
+    grid.SetOrigin((np.array(image.GetOrigin()) + direction @ ((spacing - old_spacing) / 2.0)).tolist())
+    return grid
+
+
 def corner_points(image: sitk.Image) -> np.ndarray:
     """The 8 corners of the image's voxel *edges* (not centres) in LPS, shape (8, 3)."""
     size = np.array(image.GetSize()[:3], dtype=float)

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import physical_box, rotation_matrix
+from .geometry import physical_box, rotation_angle_deg, rotation_matrix
 from .preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
@@ -246,5 +246,4 @@ def _window_spread(large_fft, large_squared_fft, ball: np.ndarray, shape) -> np.
 
 def _distinct(a: np.ndarray, b: np.ndarray, center: np.ndarray) -> bool:
     moved = np.linalg.norm((a[:3, :3] - b[:3, :3]) @ center + a[:3, 3] - b[:3, 3])
-    turn = np.degrees(np.arccos(np.clip((np.trace(a[:3, :3].T @ b[:3, :3]) - 1) / 2, -1.0, 1.0)))
-    return bool(moved > 6.0 or turn > 10.0)
+    return bool(moved > 6.0 or rotation_angle_deg(a[:3, :3].T @ b[:3, :3]) > 10.0)

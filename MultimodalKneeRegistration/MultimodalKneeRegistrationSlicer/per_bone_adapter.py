@@ -28,6 +28,7 @@ import vtk
 from MultimodalKneeRegistrationLib.bone_masks import BoneLabels, bone_labels_from_image, looks_like_ct, segment_bones
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.per_bone import PerBoneResult
+from MultimodalKneeRegistrationLib.preprocessing import shrink_factors_for_spacing
 from vtk.util import numpy_support
 
 from .coordinates import imageGeometryFromIjkToRas
@@ -102,7 +103,7 @@ def _coarsenedIjkToRas(volumeNode, spacingMm: float) -> Tuple[np.ndarray, List[i
     """IJKToRAS and size of the volume's grid with voxels merged to about ``spacingMm`` (same field of view)."""
     ijkToRas = ijkToRasOfNode(volumeNode)
     spacing = np.linalg.norm(ijkToRas[:3, :3], axis=0)
-    factors = np.maximum(1, np.floor(spacingMm / spacing + 0.5)).astype(int)
+    factors = np.array(shrink_factors_for_spacing(spacing, spacingMm))
     size = np.array(volumeNode.GetImageData().GetDimensions())
     coarsen = np.eye(4)
     coarsen[:3, :3] = np.diag(factors)
