@@ -509,7 +509,9 @@ class MultimodalKneeRegistrationTest(ScriptedLoadableModuleTest):
         node.spacingMultiplier = 6.0
         node.numberOfIterations = 123
         settings = settingsFromParameterNode(node)
-        self.assertEqual((settings.spacing_multiplier, settings.number_of_iterations), (6.0, 123))
+        self.assertEqual(
+            (settings.choices.spacing_multiplier, settings.optimizer.number_of_iterations), (6.0, 123)
+        )
         code = pythonCodeForRun("MR", "microCT", settings, "SimpleITK")
         namespace = {}
         exec(compile(code.split("logic = ")[0], "<copied code>", "exec"), namespace)

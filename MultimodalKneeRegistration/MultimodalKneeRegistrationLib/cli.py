@@ -16,92 +16,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shlex
-import signal
 import sys
-import time
 import traceback
-from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
-import numpy as np
-import SimpleITK as sitk
-
-from .errors import CancelledError, InputError, KneeRegistrationError, OutputError, RegistrationFailedError
-from .geometry import coarser_grid
+from .engines import ENGINE_NAMES
+from .errors import CancelledError, KneeRegistrationError
+from .outputs.grids import AUTO_RESAMPLE_VOXELS
 from .settings import INITIALIZE_MODES, PRESETS, RegistrationSettings, settings_for_preset
 
-#: Above this many fixed voxels, ``registered_moving.nrrd`` goes onto a coarser copy of the fixed grid.
-AUTO_RESAMPLE_VOXELS = 64_000_000
 log = logging.getLogger("knee-register")
+EPILOG = ("exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not writable or "
+          "already there, 4 result failed its sanity checks, 130 interrupted")
 
 
-class Progress:
-    """A text progress bar on stderr (a TTY), occasional lines otherwise, nothing when quiet."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming the fix (the README's promise), not a usage block."""
 
-    def __init__(self, quiet: bool = False, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last_step, self.active, self.started = -1, False, time.perf_counter()
-
-    def __call__(self, fraction: float, message: str) -> None:
-        if self.quiet:
-            return
-        fraction = min(max(float(fraction), 0.0), 1.0)
-        elapsed = time.perf_counter() - self.started
-        if self.tty:
-            filled = int(round(fraction * 30))
-            bar = "#" * filled + "." * (30 - filled)
-            line = f"\r[{bar}] {100 * fraction:3.0f}% {elapsed:5.0f}s  {message}"
-            self.stream.write(line[:119].ljust(120))
-            self.active = True
-        elif int(fraction * 10) > self.last_step:
-            self.last_step = int(fraction * 10)
-            self.stream.write(f"{100 * fraction:3.0f}% ({elapsed:.0f} s) {message}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.active:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.active = False
-
-
-class _CtrlC:
-    """First Ctrl-C asks the registration to stop cleanly; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _CtrlC:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C stays a KeyboardInterrupt
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        sys.stderr.write("\nstopping at the next safe point (press Ctrl-C again to abort now)\n")
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def __call__(self) -> bool:
-        return self.requested
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
 
 
 def _sampling(text: str) -> float:
     try:
         return float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction like 0.05 or a percentage like 5%") \
-            from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction like 0.05 or a percentage like 5%") from None
 
 
 def _positive_int(text: str) -> int:
@@ -116,7 +57,8 @@ def _positive_int(text: str) -> int:
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration settings (defaults come from the preset)")
-    group.add_argument("--preset", default="mri-ct", choices=sorted(PRESETS), help="starting settings")
+    group.add_argument("--preset", default="mri-ct", choices=sorted(PRESETS),
+                       help="starting settings (default: %(default)s)")
     group.add_argument("--initial-transform", metavar="T", help="ITK transform file, fixed -> moving (LPS)")
     group.add_argument("--series-uid", metavar="UID", help="DICOM series to load from folders with several")
     group.add_argument("--fixed-series-uid", metavar="UID", help="series UID for the fixed folder only")
@@ -137,31 +79,26 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         help="use N threads everywhere: faster on many cores, but repeated runs may differ slightly "
         "(default: a fixed thread plan that gives bit-identical results on any machine)",
     )
+    group.add_argument("--engine", choices=ENGINE_NAMES, default="SimpleITK",
+                       help="the optimiser after the search (default: %(default)s)")
+    group.add_argument("--brainsfit", metavar="PATH",
+                       help="BRAINSFit executable for --engine BRAINSFit (default: $BRAINSFIT, PATH, a Slicer install)")
     parser.add_argument("--quiet", action="store_true", help="print errors only")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug messages")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``knee-register`` (exposed for documentation and tests)."""
-    parser = argparse.ArgumentParser(
-        prog="knee-register",
-        description="MRI <-> CT / micro-CT registration that plans resolution, field of view and sampling "
-                    "from the images. Transforms map fixed points to moving points (LPS, ITK convention).",
-        epilog="exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not "
-               "writable or already there, 4 result failed its sanity checks, 130 interrupted")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register = commands.add_parser("register", help="register MOVING to FIXED and write the results")
+def _register_parser(commands) -> None:
+    register = commands.add_parser("register", help="register MOVING to FIXED and write the results", epilog=EPILOG)
     register.add_argument("fixed", metavar="FIXED", help="image file or DICOM folder (the reference grid)")
     register.add_argument("moving", metavar="MOVING", help="image file or DICOM folder (the image to align)")
     register.add_argument("--output-dir", required=True, metavar="DIR", help="folder for the outputs")
-    register.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    register.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run")
     register.add_argument("--no-resampled", action="store_true", help="do not write registered_moving.nrrd")
     register.add_argument("--resample-spacing", type=float, metavar="MM",
-                          help="write registered_moving.nrrd on a copy of the fixed grid with at least "
-                               f"this spacing (automatic above {AUTO_RESAMPLE_VOXELS // 1_000_000} M fixed "
-                               "voxels)")
+                          help="write registered_moving.nrrd on a copy of the fixed grid with at least this "
+                               f"spacing (automatic above {AUTO_RESAMPLE_VOXELS // 1_000_000} M fixed voxels)")
     register.add_argument("--qc-mode", choices=("edges", "checkerboard"), default="edges",
-                          help="QC picture style")
+                          help="QC picture style (default: %(default)s)")
     register.add_argument("--no-fail-on-sanity", action="store_true",
                           help="write the transform even when the result fails its sanity checks")
     bones = register.add_argument_group("per-bone registration (knees scanned at different flexion angles)")
@@ -175,6 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     bones.add_argument("--expected-bones", type=_positive_int, metavar="N",
                        help="automatic segmentation: split touching bones until N are found (e.g. 3)")
     _settings_options(register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``knee-register`` (exposed for documentation and tests)."""
+    parser = _Parser(
+        prog="knee-register",
+        description="MRI <-> CT / micro-CT registration that plans resolution, field of view and sampling "
+                    "from the images. Transforms map fixed points to moving points (LPS, ITK convention).",
+        epilog=EPILOG)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+    _register_parser(commands)
     inspect = commands.add_parser("inspect", help="describe both images and the plan; writes nothing")
     inspect.add_argument("fixed", metavar="FIXED")
     inspect.add_argument("moving", metavar="MOVING")
@@ -184,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     series.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     series.add_argument("--debug", action="store_true", help="show tracebacks")
     demo = commands.add_parser("demo", help="register a synthetic knee pair and show how well it worked")
-    demo.add_argument("--output-dir", default="demo-output", metavar="DIR", help="default: ./demo-output")
+    demo.add_argument("--output-dir", default="demo-output", metavar="DIR",
+                      help="default: ./demo-output (an earlier demo's outputs there are replaced)")
     demo.add_argument("--quiet", action="store_true", help="print errors only")
     demo.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -202,205 +151,6 @@ def settings_from_args(args: argparse.Namespace) -> RegistrationSettings:
         fail_on_sanity_check=False if getattr(args, "no_fail_on_sanity", False) else None)
 
 
-def _load_inputs(args: argparse.Namespace):
-    from .image_io import load_image, read_transform
-
-    fixed = load_image(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image")
-    moving = load_image(args.moving, args.moving_series_uid or args.series_uid, "moving image")
-    initial = read_transform(args.initial_transform) if args.initial_transform else None
-    return fixed, moving, initial
-
-
-def resample_reference(fixed: sitk.Image, spacing_mm: Optional[float]) -> Optional[sitk.Image]:
-    """A coarser grid covering the fixed field of view (None: use the fixed grid itself)."""
-    spacing = np.array(fixed.GetSpacing())
-    size = np.array(fixed.GetSize())
-    if spacing_mm is None:
-        if fixed.GetNumberOfPixels() <= AUTO_RESAMPLE_VOXELS:
-            return None
-        def count(mm: float) -> float:
-            return float(np.prod(np.round(size * spacing / np.maximum(spacing, mm))))
-
-        # Finest spacing that fits: isotropic ``high`` always does (it spreads the whole volume).
-        low, high = float(spacing.min()), float((np.prod(spacing * size) / AUTO_RESAMPLE_VOXELS) ** (1 / 3))
-        high = max(high, low) * 1.01
-        for _ in range(40):
-            low, high = (low, (low + high) / 2) if count((low + high) / 2) <= AUTO_RESAMPLE_VOXELS \
-                else ((low + high) / 2, high)
-        spacing_mm = high
-    new_spacing = np.maximum(spacing, spacing_mm)
-    if np.allclose(new_spacing, spacing):
-        return None
-    return coarser_grid(fixed, new_spacing, np.maximum(np.round(size * spacing / new_spacing), 1).astype(int))
-
-
-def _print(args: argparse.Namespace, text: str = "") -> None:
-    if not args.quiet:
-        print(text, flush=True)
-
-
-def _cmd_register(args: argparse.Namespace, progress: Progress) -> int:
-    from .image_io import ensure_writable, write_image_atomic, write_transform_atomic
-    from .inspection import inspect_pair
-    from .pipeline import register, resample_moving
-    from .qc_image import write_qc_png
-    from .report import build_report, write_report
-
-    out = Path(args.output_dir).expanduser()
-    paths = {"transform": out / "transform.tfm", "registered_moving": out / "registered_moving.nrrd",
-             "qc": out / "qc.png", "report": out / "report.json"}
-    if args.no_resampled:
-        del paths["registered_moving"]
-    for name, path in paths.items():  # before any work: never find out after an hour
-        if path.exists() and not args.overwrite:
-            raise OutputError(f"{name} output '{path}' already exists",
-                              "pass --overwrite to replace it, or choose another --output-dir")
-    settings = settings_from_args(args)
-    if args.segmentation and not args.per_bone:
-        raise InputError("--segmentation is only used with --per-bone", "add --per-bone or drop --segmentation")
-    fixed, moving, initial = _load_inputs(args)
-    bone_labels, labels_space = _bone_labels(args, fixed, moving) if args.per_bone else (None, "fixed")
-    if bone_labels is not None:
-        for name in bone_labels.names.values():
-            paths[f"transform_{name}"] = out / f"transform_{name}.tfm"
-    for name, path in paths.items():
-        if path.exists() and not args.overwrite:
-            raise OutputError(f"{name} output '{path}' already exists",
-                              "pass --overwrite to replace it, or choose another --output-dir")
-        ensure_writable(path, args.overwrite, f"{name} output")
-    inspection = inspect_pair(fixed, moving, initial, settings.initialize_transform_mode)
-    for note in inspection.all_warnings:
-        log.info("note: %s", note)
-    inputs = {"fixed": str(Path(args.fixed).resolve()), "moving": str(Path(args.moving).resolve()),
-              "initial_transform": args.initial_transform, "preset": args.preset,
-              "fixed_series_uid": args.fixed_series_uid or args.series_uid,
-              "moving_series_uid": args.moving_series_uid or args.series_uid}
-    command = "knee-register " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
-    failure: Optional[RegistrationFailedError] = None
-    with _CtrlC() as cancel:
-        try:
-            result = register(fixed, moving, settings, initial_transform=initial, progress=progress,
-                              should_cancel=cancel)
-        except RegistrationFailedError as error:
-            failure, result = error, getattr(error, "result", None)
-        finally:
-            progress.close()
-    written: Dict[str, Path] = {}
-    if result is not None:
-        if failure is None:
-            written["transform"] = write_transform_atomic(result.transform, paths["transform"],
-                                                          args.overwrite)
-            if "registered_moving" in paths:
-                reference = resample_reference(fixed, args.resample_spacing)
-                resampled = resample_moving(fixed, moving, result.transform, reference)
-                written["registered_moving"] = write_image_atomic(resampled, paths["registered_moving"],
-                                                                  args.overwrite)
-        written["qc"] = write_qc_png(fixed, moving, paths["qc"], args.qc_mode, transform=result.transform,
-                                     overwrite=args.overwrite)
-    per_bone = None
-    if failure is None and result is not None and bone_labels is not None:
-        per_bone = _run_per_bone(fixed, moving, result, bone_labels, labels_space, settings, progress)
-        for bone in per_bone.bones:
-            key = f"transform_{bone.name}"
-            written[key] = write_transform_atomic(bone.transform, paths[key], args.overwrite)
-    report = build_report(result, inputs=inputs, inspection=inspection, command=command,
-                          outputs={**{k: str(v.resolve()) for k, v in written.items()},
-                                   "report": str(paths["report"].resolve())})
-    if per_bone is not None:
-        report["per_bone"] = per_bone.to_dict()
-    written["report"] = write_report(paths["report"], report, args.overwrite)
-    if failure is not None:
-        raise RegistrationFailedError(failure.what, f"{failure.do}. No transform was written; the report "
-                                      f"is {written['report']}" + (f" and the QC picture {written['qc']}"
-                                                                   if "qc" in written else ""))
-    _summarise(args, result, written)
-    if per_bone is not None:
-        _print(args, "per bone (rigid, fixed -> moving):")
-        for line in per_bone.summary().splitlines():
-            _print(args, f"  {line}")
-    return 0
-
-
-def _bone_labels(args: argparse.Namespace, fixed: sitk.Image, moving: sitk.Image):
-    """The bone labels for --per-bone and the image they belong to: the file, else the CT's bones."""
-    from .bone_masks import load_bone_labels, looks_like_ct, segment_bones
-
-    if args.segmentation:
-        return load_bone_labels(args.segmentation), args.segmentation_on
-    for space, image in (("fixed", fixed), ("moving", moving)):
-        if looks_like_ct(image):
-            return segment_bones(image, args.expected_bones), space
-    raise InputError("--per-bone without --segmentation needs a CT (in Hounsfield units) to find the bones in",
-                     "give a bone segmentation with --segmentation FILE")
-
-
-def _run_per_bone(fixed, moving, result, labels, labels_space, settings, progress):
-    from .per_bone import register_per_bone
-
-    bar = Progress(progress.quiet, progress.stream)  # a fresh bar: the whole-volume one ended at 100%
-    with _CtrlC() as cancel:
-        try:
-            return register_per_bone(fixed, moving, result, labels, settings, bar, cancel,
-                                     labels_space=labels_space)
-        finally:
-            bar.close()
-
-
-def _summarise(args: argparse.Namespace, result, written: Dict[str, Path]) -> None:
-    from .geometry import rotation_angle_deg, transform_to_matrix
-
-    matrix = transform_to_matrix(result.transform)
-    _print(args, f"registered in {result.timings.get('total', 0.0):.1f} s: rotation "
-                 f"{rotation_angle_deg(matrix):.1f} deg, translation {np.linalg.norm(matrix[:3, 3]):.1f} mm; "
-                 f"metric {result.metric_before:.4f} -> {result.metric_after:.4f} (lower is better)")
-    labels = {"transform": "transform (fixed -> moving, LPS)", "registered_moving": "registered moving image",
-              "qc": "QC picture", "report": "report"}
-    for key, path in written.items():
-        _print(args, f"  {labels.get(key, key.replace('_', ' '))}: {path}")
-    if not result.passed_sanity_checks:
-        sys.stderr.write("warning: the result FAILED its sanity checks; it was written because of "
-                         "--no-fail-on-sanity. Check the QC picture before using it.\n")
-    for warning in result.warnings:
-        log.warning("warning: %s", warning)
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspection import inspect_pair
-    from .planning import plan_registration
-
-    settings = settings_from_args(args)
-    fixed, moving, initial = _load_inputs(args)
-    print(inspect_pair(fixed, moving, initial, settings.initialize_transform_mode).format_summary())
-    plan = plan_registration(fixed, moving, settings, initial)
-    print(f"plan ({settings.preset}):")
-    for sentence in plan.explanation:
-        print(f"  - {sentence}")
-    return 0
-
-
-def _cmd_list_series(args: argparse.Namespace) -> int:
-    from .image_io import list_dicom_series
-
-    series = list_dicom_series(args.folder)
-    if not series:
-        raise InputError(f"folder '{args.folder}' holds no DICOM series", "check the folder")
-    print(f"{len(series)} DICOM series in {args.folder}:")
-    for info in series:
-        print(f"  {info.describe()}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
-    from .demo import run_demo
-
-    try:
-        outcome = run_demo(Path(args.output_dir).expanduser(), progress)
-    finally:
-        progress.close()
-    _print(args, outcome.summary())
-    return 0
-
-
 def _fail(message: str, code: int) -> int:
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
@@ -409,34 +159,29 @@ def _fail(message: str, code: int) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``knee-register`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    from . import cli_commands
+
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else None
     level = logging.DEBUG if args.debug else (logging.ERROR if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s" if args.debug else "%(message)s",
                         stream=sys.stderr)
-    progress = Progress(quiet=args.quiet)
+    printer = cli_commands.ProgressPrinter(quiet=args.quiet)
     try:
-        if args.command == "register":
-            return _cmd_register(args, progress)
-        if args.command == "inspect":
-            return _cmd_inspect(args)
-        if args.command == "list-series":
-            return _cmd_list_series(args)
-        return _cmd_demo(args, progress)
+        return cli_commands.COMMANDS[args.command](args, printer)
     except KeyboardInterrupt:
-        progress.close()
-        return _fail("interrupted (Ctrl-C). Outputs already written are complete; nothing is half-written",
+        printer.close()
+        return _fail("interrupted (Ctrl-C) before the outputs were moved into place: nothing was written",
                      CancelledError.exit_code)
     except KneeRegistrationError as error:
-        progress.close()
+        printer.close()
         if args.debug:
             traceback.print_exc()
         return _fail(error.message, error.exit_code)
     except Exception as error:  # a bug: one paragraph, the traceback only on request
-        progress.close()
+        printer.close()
         if args.debug:
             traceback.print_exc()
         cause = " ".join(str(error).split())[:300]
         return _fail(f"unexpected failure ({type(error).__name__}: {cause}). This is a bug: rerun with "
                      "--debug to see the traceback, and report it with the command you ran", 1)
-

@@ -146,10 +146,8 @@ def is_linear(transform: sitk.Transform, tolerance_mm: float = 1e-4) -> bool:
     return bool(np.abs(mapped - apply_matrix(matrix, probe)).max() <= tolerance_mm)
 
 
-def matrix_to_affine_transform(
-    matrix: np.ndarray, center: Sequence[float] | None = None
-) -> sitk.AffineTransform:
-    """SimpleITK affine transform equal to ``matrix`` (optionally with a rotation centre)."""
+def affine_from_matrix(matrix: np.ndarray, center: Sequence[float] | None = None) -> sitk.AffineTransform:
+    """SimpleITK affine transform equal to the 4x4 ``matrix`` (optionally with a rotation centre)."""
     affine = sitk.AffineTransform(3)
     affine.SetMatrix(matrix[:3, :3].ravel().tolist())
     if center is not None:
@@ -159,6 +157,58 @@ def matrix_to_affine_transform(
     else:
         affine.SetTranslation(matrix[:3, 3].tolist())
     return affine
+
+
+def rigid_from_matrix(matrix: np.ndarray, center: Sequence[float]) -> sitk.VersorRigid3DTransform:
+    """VersorRigid3DTransform about ``center`` equal to the closest rigid motion to ``matrix``.
+
+    The rotation is the orthogonal polar factor (SVD), so a slightly non-orthogonal matrix read from
+    a file still gives a proper rotation.
+    """
+    u, _, vt = np.linalg.svd(matrix[:3, :3])
+    rotation = u @ vt
+    if np.linalg.det(rotation) < 0:
+        u[:, -1] *= -1
+        rotation = u @ vt
+    c = np.asarray(center, dtype=float)
+    transform = sitk.VersorRigid3DTransform()
+    transform.SetCenter(c.tolist())
+    transform.SetMatrix(rotation.ravel().tolist())
+    transform.SetTranslation((matrix[:3, 3] - c + rotation @ c).tolist())
+    return transform
+
+
+def as_versor(transform: sitk.Transform) -> sitk.VersorRigid3DTransform:
+    """The rigid transform handed back by ``ImageRegistrationMethod.Execute`` (maybe a composite)."""
+    if transform.GetName() == "CompositeTransform":
+        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
+    return sitk.VersorRigid3DTransform(transform)
+
+
+def is_rigid_matrix(matrix: np.ndarray, tolerance: float = 1e-6) -> bool:
+    """True when the 3x3 part of ``matrix`` is a proper rotation (no scale, shear or mirror)."""
+    rotation = matrix[:3, :3]
+    return bool(np.allclose(rotation @ rotation.T, np.eye(3), atol=tolerance) and np.linalg.det(rotation) > 0)
+
+
+def transform_from_matrix(matrix: np.ndarray, center: Sequence[float] = (0.0, 0.0, 0.0)) -> sitk.Transform:
+    """A rigid (VersorRigid3D) transform when ``matrix`` is rigid, else an affine one, about ``center``."""
+    if is_rigid_matrix(matrix):
+        return rigid_from_matrix(matrix, center)
+    return affine_from_matrix(matrix, center)
+
+
+def inverse_transform(transform: sitk.Transform) -> sitk.Transform:
+    """The exact inverse of a linear transform (rigid stays rigid)."""
+    return transform_from_matrix(np.linalg.inv(transform_to_matrix(transform)))
+
+
+def turned_about(matrix: np.ndarray, rotation_vector: Sequence[float], center: Sequence[float]) -> np.ndarray:
+    """``matrix`` preceded by a turn of ``rotation_vector`` (axis * radians) about ``center``."""
+    turn = np.eye(4)
+    turn[:3, :3] = rotation_matrix(np.asarray(rotation_vector, dtype=float))
+    turn[:3, 3] = np.asarray(center, dtype=float) - turn[:3, :3] @ np.asarray(center, dtype=float)
+    return matrix @ turn
 
 
 def lps_matrix_to_ras(matrix_lps: np.ndarray) -> np.ndarray:

@@ -22,8 +22,11 @@ class StageResult:
     name: str
     iterations: int
     stop_condition: str
+    #: Mattes MI at the stage's endpoint, on the run's one metric sample set (see ``register``).
     metric_value: float
     seconds: float
+    #: Where the stage ended (sampled -> other); not written to the report.
+    endpoint: Optional[sitk.Transform] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -51,6 +54,8 @@ class RegistrationResult:
     sanity: Dict[str, Any] = field(default_factory=dict)
     passed_sanity_checks: bool = True
     overlap_after: Optional[float] = None
+    #: The engine that optimised (``SimpleITK``, ``BRAINSFit``).
+    engine: str = "SimpleITK"
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready summary (the report adds inputs and versions around it)."""
@@ -66,7 +71,7 @@ class RegistrationResult:
             },
             "initial_transform_matrix_lps": transform_to_matrix(self.initial_transform).round(8).tolist(),
             "plan": self.plan.to_dict() if hasattr(self.plan, "to_dict") else self.plan,
-            "settings": self.settings.__dict__ if self.settings is not None else None,
+            "settings": self.settings.to_dict() if self.settings is not None else None,
             "metric": {
                 "name": "Mattes mutual information (negative: lower is better)",
                 "before": round(float(self.metric_before), 6),
@@ -78,4 +83,5 @@ class RegistrationResult:
             "sanity": self.sanity,
             "passed_sanity_checks": self.passed_sanity_checks,
             "overlap_after": self.overlap_after,
+            "engine": self.engine,
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Iterable, Optional
 
+from MultimodalKneeRegistrationLib.engines.external_process import last_words
 from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError
 
 from .temporary_nodes import removeNodes
@@ -33,13 +34,6 @@ def _defaultProcessEvents() -> Optional[Callable[[], None]]:
         return None
     app = getattr(slicer, "app", None)
     return app.processEvents if app is not None else None
-
-
-def errorSummary(errorText: str, maxLines: int = 4, maxChars: int = 600) -> str:
-    """The last few meaningful lines of a CLI's error output (ITK prints the cause last)."""
-    lines = [line.strip() for line in (errorText or "").splitlines() if line.strip()]
-    text = " | ".join(lines[-maxLines:])
-    return text[-maxChars:] if text else "no error message"
 
 
 def runCliModule(
@@ -90,7 +84,7 @@ def runCliModule(
             raise CancelledError(f"{title} was cancelled", "nothing was written")
         if status & cliNode.ErrorsMask:
             raise RegistrationFailedError(
-                f"{title} failed ({cliNode.GetStatusString()}): {errorSummary(cliNode.GetErrorText())}",
+                f"{title} failed ({cliNode.GetStatusString()}): {last_words(cliNode.GetErrorText() or '')}",
                 "the full message is in the application's error log; "
                 "try the SimpleITK engine or another preset",
             )

@@ -23,9 +23,9 @@ from MultimodalKneeRegistrationLib.geometry import (
     index_to_physical_matrix,
     lps_matrix_to_ras,
     ras_matrix_to_lps,
+    transform_from_matrix,
     transform_to_matrix,
 )
-from MultimodalKneeRegistrationLib.initialization import rigid_from_matrix
 
 _FLIP = np.array([-1.0, -1.0, 1.0])
 
@@ -74,16 +74,7 @@ def transformFromRasMatrix(
     other an ``AffineTransform``; ``center`` (LPS) is the rotation centre, which changes the
     parameters but not the mapping.
     """
-    matrix = ras_matrix_to_lps(np.asarray(matrixRas, dtype=float))
-    rotation = matrix[:3, :3]
-    if np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-7) and np.linalg.det(rotation) > 0:
-        return rigid_from_matrix(matrix, center)
-    c = np.asarray(center, dtype=float)
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(c.tolist())
-    affine.SetMatrix(rotation.ravel().tolist())
-    affine.SetTranslation((matrix[:3, 3] + rotation @ c - c).tolist())
-    return affine
+    return transform_from_matrix(ras_matrix_to_lps(np.asarray(matrixRas, dtype=float)), center)
 
 
 def boxFromRasPoints(pointsRas: np.ndarray) -> Box:

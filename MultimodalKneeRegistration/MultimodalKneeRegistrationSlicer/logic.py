@@ -2,8 +2,9 @@
 
 Why: users press Apply in the panel, type one line in the Python console, or run a headless test;
 all three call this. It validates every input before any work, converts the nodes for the core
-(``volume_adapter``, ``transform_adapter``, ``roi_adapter``), registers with the core's SimpleITK
-engine or BRAINSFit, and writes the result as the parent transform of the *original* moving volume.
+(``volume_adapter``, ``transform_adapter``, ``roi_adapter``), runs the core's one ``run`` with the
+SimpleITK engine or BRAINSFit (through Slicer's CLI module, ``brainsfit_runner``), and writes the
+result as the parent transform of the *original* moving volume.
 Inputs are never modified (nothing is hardened unless asked), temporary nodes never outlive a run,
 progress goes to a callback and cancellation is a flag the caller sets.
 """
@@ -16,15 +17,18 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.bones.per_bone import DEFAULT_DILATION_MM, register_per_bone
+from MultimodalKneeRegistrationLib.engines import SimpleITKEngine
+from MultimodalKneeRegistrationLib.engines.brainsfit import BrainsFitEngine
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.per_bone import DEFAULT_DILATION_MM, register_per_bone
-from MultimodalKneeRegistrationLib.pipeline import register as coreRegister
-from MultimodalKneeRegistrationLib.pipeline import resample_moving
+from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET, resample_moving
+from MultimodalKneeRegistrationLib.progress import ProgressCallback
 from MultimodalKneeRegistrationLib.results import RegistrationResult
+from MultimodalKneeRegistrationLib.run import run
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings
 
-from .brainsfit_engine import BrainsFitRunner
+from .brainsfit_runner import SlicerBrainsFitRunner
 from .coordinates import imageGeometryFromIjkToRas
 from .crop_volume import cropVolume
 from .parameters import ENGINE_NAMES
@@ -40,8 +44,6 @@ from .temporary_nodes import removeNodes
 from .transform_adapter import applyResultTransform, checkOutputTransformNode, startTransform
 from .volume_adapter import ijkToRasOfNode, sitkImageFromVolumeNode, updateVolumeNodeFromSitkImage
 
-ProgressCallback = Callable[[float, str], None]
-
 
 @dataclass
 class SlicerRegistrationResult:
@@ -54,6 +56,8 @@ class SlicerRegistrationResult:
     startDescription: str = ""
     seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    #: The core's report (``report.json``'s content) of this run.
+    report: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """A few lines for the panel and the console: metric before/after, time, checks, warnings."""
@@ -105,6 +109,13 @@ class KneeRegistrationLogic:
         self.cliRunFunction = cliRunFunction
         self.processEvents = processEvents
 
+    def _engine(self, name: str):
+        """The core engine called ``name``; BRAINSFit runs through Slicer's CLI module."""
+        if name == "BRAINSFit":
+            return BrainsFitEngine(SlicerBrainsFitRunner(self.scene, self.brainsFitModule, self.cliRunFunction,
+                                                         self.processEvents))
+        return SimpleITKEngine()
+
     def availableEngines(self) -> List[str]:
         """Engines that can run here: SimpleITK always, BRAINSFit where its CLI module is loaded."""
         return [e for e in ENGINE_NAMES if e != "BRAINSFit" or self.brainsFitModule is not None]
@@ -140,32 +151,19 @@ class KneeRegistrationLogic:
             >>> print(out.summary())  # doctest: +SKIP
         """
         began = time.perf_counter()
-        settings = settings or PRESETS["mri-ct"]
+        settings = settings or PRESETS[DEFAULT_PRESET]
         settings.validate()
         self._validate(fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode)
         start, startDescription = startTransform(fixedNode, movingNode, initialTransformNode)
         fixed = self._fixedImage(fixedNode, roiNode)
         moving = sitkImageFromVolumeNode(movingNode, "moving")
-        if engine == "BRAINSFit":
-            runner = BrainsFitRunner(
-                self.scene,
-                self.cropVolumeLogic,
-                self.brainsFitModule,
-                self.cliRunFunction,
-                self.processEvents,
-            )
-            result = runner.register(
-                fixedNode, movingNode, fixed, moving, start, settings, progress, shouldCancel
-            )
-        else:
-            result = coreRegister(
-                fixed,
-                moving,
-                settings,
-                initial_transform=start,
-                progress=progress,
-                should_cancel=shouldCancel,
-            )
+        outcome = run(fixed, moving, settings, engine=self._engine(engine), initial_transform=start, resample=False,
+                      qc_mode=None, inputs={"fixed": fixedNode.GetName(), "moving": movingNode.GetName()},
+                      command="MultimodalKneeRegistrationLogic.register", progress=progress,
+                      should_cancel=shouldCancel)
+        if outcome.refusal is not None:
+            raise outcome.refusal
+        result = outcome.result
         notes = [] if roiNode is None else [f"The fixed image was limited to the ROI '{roiNode.GetName()}'."]
         if outputTransformNode is None:
             outputTransformNode = self.scene.AddNewNodeByClass(
@@ -188,6 +186,7 @@ class KneeRegistrationLogic:
             startDescription,
             time.perf_counter() - began,
             notes,
+            outcome.report,
         )
 
     def readBoneLabels(
@@ -238,7 +237,7 @@ class KneeRegistrationLogic:
             >>> print(out.summary())  # doctest: +SKIP
         """
         began = time.perf_counter()
-        settings = settings or PRESETS["mri-ct"]
+        settings = settings or PRESETS[DEFAULT_PRESET]
         settings.validate()
         self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
         if boneLabels is not None and segmentationNode is not None:

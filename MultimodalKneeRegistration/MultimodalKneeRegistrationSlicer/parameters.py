@@ -7,15 +7,16 @@ the generated script in agreement. Pure Python (no Slicer import), so it is test
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Dict, Optional
 
+from MultimodalKneeRegistrationLib.engines import ENGINE_NAMES as CORE_ENGINE_NAMES
 from MultimodalKneeRegistrationLib.errors import InputError
+from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET as CORE_DEFAULT_PRESET
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
 
-DEFAULT_PRESET = "mri-ct"
+DEFAULT_PRESET = CORE_DEFAULT_PRESET
 PRESET_NAMES = list(PRESETS)
-ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]
+ENGINE_NAMES = list(CORE_ENGINE_NAMES)
 #: Panel choice -> transform stages (BRAINSFit's useRigid / useScaleVersor3D / useAffine).
 STAGE_CHOICES = {
     "Rigid": ("Rigid",),
@@ -46,16 +47,15 @@ def panelValuesFromSettings(settings: RegistrationSettings) -> Dict[str, Any]:
         >>> panelValuesFromSettings(PRESETS["mri-microct-knee"])["roiMarginMm"]
         10.0
     """
+    choices, optimizer = settings.choices, settings.optimizer
     return {
         "preset": settings.preset,
-        "spacingMultiplier": float(settings.spacing_multiplier or 0.0),
-        "roiMarginMm": float(settings.roi_margin_mm),
-        "samplingPercentage": float(settings.sampling_percentage or 0.0),
-        "numberOfIterations": int(settings.number_of_iterations),
-        "transformStages": _choiceFor(STAGE_CHOICES, tuple(settings.transform_stages), "transform stages"),
-        "initializationMode": _choiceFor(
-            INITIALIZATION_CHOICES, settings.initialize_transform_mode, "initialisation"
-        ),
+        "spacingMultiplier": float(choices.spacing_multiplier or 0.0),
+        "roiMarginMm": float(choices.roi_margin_mm),
+        "samplingPercentage": float(choices.sampling_percentage or 0.0),
+        "numberOfIterations": int(optimizer.number_of_iterations),
+        "transformStages": _choiceFor(STAGE_CHOICES, tuple(optimizer.transform_stages), "transform stages"),
+        "initializationMode": _choiceFor(INITIALIZATION_CHOICES, choices.initialize_transform_mode, "initialisation"),
     }
 
 
@@ -112,12 +112,8 @@ def settingsFromParameterNode(parameterNode) -> RegistrationSettings:
 
 def settingsOverrides(settings: RegistrationSettings) -> Dict[str, Any]:
     """The fields of ``settings`` that differ from its preset: ``settings_for_preset(preset, **these)``."""
-    base = PRESETS[settings.preset]
-    return {
-        f.name: getattr(settings, f.name)
-        for f in dataclasses.fields(settings)
-        if f.name != "preset" and getattr(settings, f.name) != getattr(base, f.name)
-    }
+    base = PRESETS[settings.preset].flat()
+    return {name: value for name, value in settings.flat().items() if value != base[name]}
 
 
 def _nodeExpression(name: Optional[str], className: str) -> str:

@@ -25,10 +25,10 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 import vtk
-from MultimodalKneeRegistrationLib.bone_masks import BoneLabels, bone_labels_from_image, looks_like_ct, segment_bones
+from MultimodalKneeRegistrationLib.bones.masks import BoneLabels, bone_labels_from_image, looks_like_ct, segment_bones
+from MultimodalKneeRegistrationLib.bones.per_bone import PerBoneResult
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.per_bone import PerBoneResult
-from MultimodalKneeRegistrationLib.preprocessing import shrink_factors_for_spacing
+from MultimodalKneeRegistrationLib.steps.preprocessing import shrink_factors_for_spacing
 from vtk.util import numpy_support
 
 from .coordinates import imageGeometryFromIjkToRas

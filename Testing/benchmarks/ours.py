@@ -56,8 +56,8 @@ def run_floor(job: Dict[str, Any], probe: Probe) -> Tuple[np.ndarray, Dict[str, 
     """Read the fine image and block-average it once to ours' working resolution: the time and memory
     no registration of this volume can go below (it has to look at every voxel at least once)."""
     from MultimodalKneeRegistrationLib import settings_for_preset
-    from MultimodalKneeRegistrationLib.planning import plan_registration
-    from MultimodalKneeRegistrationLib.preprocessing import downsample
+    from MultimodalKneeRegistrationLib.steps.planning import plan_registration
+    from MultimodalKneeRegistrationLib.steps.preprocessing import downsample
 
     probe.mark("imported")
     fixed = sitk.ReadImage(job["fixed"])

@@ -29,7 +29,9 @@ from MultimodalKneeRegistrationLib.errors import (
     KneeRegistrationError,
     OutputError,
 )
-from MultimodalKneeRegistrationLib.image_io import load_image, read_transform, write_transform_atomic
+from MultimodalKneeRegistrationLib.io.atomic import write_transform_atomic
+from MultimodalKneeRegistrationLib.io.images import load_image
+from MultimodalKneeRegistrationLib.io.transforms import read_transform
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2] / "MultimodalKneeRegistration"
 #: Fixed point p shows the same anatomy as moving point p + SHIFT (mm).

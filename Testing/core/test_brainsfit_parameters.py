@@ -6,15 +6,18 @@ import dataclasses
 
 import pytest
 import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.brainsfit_parameters import (
+from MultimodalKneeRegistrationLib.engines.brainsfit_parameters import (
     BRAINSFIT_ITERATION_CAP,
     BRAINSFIT_PARAMETER_NAMES,
+    MAXIMUM_STEP_LENGTH,
+    MINIMUM_STEP_LENGTH,
+    RELAXATION_FACTOR,
     TRANSLATION_SCALE,
     brainsfit_parameters,
 )
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.planning import plan_registration
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
+from MultimodalKneeRegistrationLib.steps.planning import plan_registration
 
 #: Every ``<name>`` of BRAINSFit.xml (BRAINSTools, as shipped with Slicer 5.x), the names
 #: ``slicer.cli.run(slicer.modules.brainsfit, None, parameters)`` accepts.
@@ -113,7 +116,6 @@ def test_every_key_is_a_brainsfit_xml_parameter(microct_mri_plan):
     assert BRAINSFIT_PARAMETER_NAMES <= BRAINSFIT_XML_NAMES
     params = brainsfit_parameters(
         plan,
-        settings,
         initial_transform="T0",
         fixed_voxel_count=10**6,
         fixed_mask="M1",
@@ -131,7 +133,7 @@ def test_every_key_is_a_brainsfit_xml_parameter(microct_mri_plan):
 
 def test_our_start_turns_brainsfit_initialisation_off(microct_mri_plan):
     plan, settings = microct_mri_plan
-    params = brainsfit_parameters(plan, settings, initial_transform="vtkMRMLLinearTransformNode9", **IDS)
+    params = brainsfit_parameters(plan, initial_transform="vtkMRMLLinearTransformNode9", **IDS)
     assert params["initializeTransformMode"] == "Off"
     assert params["initialTransform"] == "vtkMRMLLinearTransformNode9"
 
@@ -140,60 +142,47 @@ def test_search_mode_needs_our_initial_transform_and_brainsfit_modes_pass_throug
     plan, settings = microct_mri_plan
     assert plan.initialize_transform_mode == "search"
     with pytest.raises(InputError, match="runs before BRAINSFit"):
-        brainsfit_parameters(plan, settings, **IDS)
+        brainsfit_parameters(plan, **IDS)
     moments = dataclasses.replace(plan, initialize_transform_mode="useMomentsAlign")
-    params = brainsfit_parameters(moments, settings, **IDS)
+    params = brainsfit_parameters(moments, **IDS)
     assert params["initializeTransformMode"] == "useMomentsAlign" and "initialTransform" not in params
 
 
 def test_sampling_fraction_gives_the_plans_number_of_samples(microct_mri_plan):
     plan, settings = microct_mri_plan
     fixedVoxels = 1_234_567
-    params = brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=fixedVoxels, **IDS)
+    params = brainsfit_parameters(plan, initial_transform="T", fixed_voxel_count=fixedVoxels, **IDS)
     assert params["samplingPercentage"] == pytest.approx(plan.metric_samples / fixedVoxels, abs=1e-6)
     assert params["samplingPercentage"] * fixedVoxels == pytest.approx(plan.metric_samples, rel=1e-4)
     assert params["samplingPercentage"] > 0.002 * 10  # far above BRAINSFit's default that failed
-    tiny = brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=1000, **IDS)
+    tiny = brainsfit_parameters(plan, initial_transform="T", fixed_voxel_count=1000, **IDS)
     assert tiny["samplingPercentage"] == 1.0
-    plain = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
+    plain = brainsfit_parameters(plan, initial_transform="T", **IDS)
     assert plain["samplingPercentage"] == pytest.approx(plan.sampling_percentage, abs=1e-6)
     with pytest.raises(InputError, match="no voxels"):
-        brainsfit_parameters(plan, settings, initial_transform="T", fixed_voxel_count=0, **IDS)
+        brainsfit_parameters(plan, initial_transform="T", fixed_voxel_count=0, **IDS)
 
 
-def test_optimizer_values_come_from_plan_and_settings(microct_mri_plan):
+def test_optimizer_values_are_on_brainsfits_own_scales(microct_mri_plan):
+    """BRAINSFit's step lengths are unitless steps over scaled versor/translation parameters
+    (BRAINSCommonLib/genericRegistrationHelper.hxx): its defaults, never the SimpleITK engine's mm."""
     plan, settings = microct_mri_plan
-    settings = settings.replace(number_of_threads=3, max_step_mm=1.5, min_step_mm=0.01, relaxation_factor=0.7)
-    params = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
-    regular = settings.replace(optimizer="RegularStepGradientDescent", number_of_iterations=321)
-    assert (
-        brainsfit_parameters(
-            dataclasses.replace(plan, number_of_iterations=321), regular, initial_transform="T", **IDS
-        )["numberOfIterations"]
-        == 321
-    )
-    lineSearch = settings.replace(optimizer="ConjugateGradientLineSearch")
-    assert (
-        brainsfit_parameters(
-            dataclasses.replace(plan, number_of_iterations=40), lineSearch, initial_transform="T", **IDS
-        )["numberOfIterations"]
-        == BRAINSFIT_ITERATION_CAP
-    )
-    assert params["numberOfHistogramBins"] == plan.number_of_histogram_bins
+    params = brainsfit_parameters(plan, initial_transform="T", **IDS)
     assert (params["maximumStepLength"], params["minimumStepLength"], params["relaxationFactor"]) == (
-        1.5,
-        0.01,
-        0.7,
-    )
+        MAXIMUM_STEP_LENGTH, MINIMUM_STEP_LENGTH, RELAXATION_FACTOR) == (0.05, 0.001, 0.5)
+    assert params["maximumStepLength"] != plan.optimizer.max_step_mm
+    assert params["numberOfIterations"] == BRAINSFIT_ITERATION_CAP
+    more = dataclasses.replace(plan, optimizer=dataclasses.replace(plan.optimizer, number_of_iterations=15000))
+    assert brainsfit_parameters(more, initial_transform="T", **IDS)["numberOfIterations"] == 15000
+    assert params["numberOfHistogramBins"] == plan.number_of_histogram_bins
     assert params["translationScale"] == TRANSLATION_SCALE
     assert params["costMetric"] == "MMI" and params["histogramMatch"] is False
-    assert params["numberOfThreads"] == 3
-    assert (
-        brainsfit_parameters(plan, settings.replace(number_of_threads=None), initial_transform="T", **IDS)[
-            "numberOfThreads"
-        ]
-        == -1
-    )
+    assert params["numberOfThreads"] == 1  # deterministic: BRAINSFit's threaded Mattes sums vary
+    threads = settings.replace(number_of_threads=3, deterministic=False)
+    threaded = dataclasses.replace(plan, execution=threads.execution)
+    assert brainsfit_parameters(threaded, initial_transform="T", **IDS)["numberOfThreads"] == 3
+    anyThreads = dataclasses.replace(plan, execution=settings.replace(deterministic=False).execution)
+    assert brainsfit_parameters(anyThreads, initial_transform="T", **IDS)["numberOfThreads"] == -1
 
 
 @pytest.mark.parametrize(
@@ -206,31 +195,26 @@ def test_optimizer_values_come_from_plan_and_settings(microct_mri_plan):
 )
 def test_stages_switch_on_brainsfit_phases(microct_mri_plan, stages, flags):
     plan, settings = microct_mri_plan
-    params = brainsfit_parameters(
-        dataclasses.replace(plan, transform_stages=stages), settings, initial_transform="T", **IDS
-    )
+    stagesPlan = dataclasses.replace(plan, optimizer=dataclasses.replace(plan.optimizer, transform_stages=stages))
+    params = brainsfit_parameters(stagesPlan, initial_transform="T", **IDS)
     assert (params["useRigid"], params["useScaleVersor3D"], params["useAffine"]) == flags
 
 
 def test_unusable_requests_are_input_errors(microct_mri_plan):
     plan, settings = microct_mri_plan
     with pytest.raises(InputError, match="cannot be run by BRAINSFit"):
-        brainsfit_parameters(
-            dataclasses.replace(plan, transform_stages=("Rigid", "BSpline")),
-            settings,
-            initial_transform="T",
-            **IDS,
-        )
+        bspline = dataclasses.replace(plan.optimizer, transform_stages=("Rigid", "BSpline"))
+        brainsfit_parameters(dataclasses.replace(plan, optimizer=bspline), initial_transform="T", **IDS)
     with pytest.raises(InputError, match="both a fixed and a moving mask"):
-        brainsfit_parameters(plan, settings, initial_transform="T", fixed_mask="M", **IDS)
+        brainsfit_parameters(plan, initial_transform="T", fixed_mask="M", **IDS)
     with pytest.raises(InputError, match="needs fixed volume"):
-        brainsfit_parameters(plan, settings, initial_transform="T", **{**IDS, "fixed_volume": ""})
+        brainsfit_parameters(plan, initial_transform="T", **{**IDS, "fixed_volume": ""})
 
 
 def test_masks_and_output_volume(microct_mri_plan):
     plan, settings = microct_mri_plan
     params = brainsfit_parameters(
-        plan, settings, initial_transform="T", fixed_mask="M1", moving_mask="M2", output_volume="V", **IDS
+        plan, initial_transform="T", fixed_mask="M1", moving_mask="M2", output_volume="V", **IDS
     )
     assert (params["maskProcessingMode"], params["fixedBinaryVolume"], params["movingBinaryVolume"]) == (
         "ROI",
@@ -238,5 +222,5 @@ def test_masks_and_output_volume(microct_mri_plan):
         "M2",
     )
     assert (params["outputVolume"], params["interpolationMode"]) == ("V", "Linear")
-    plain = brainsfit_parameters(plan, settings, initial_transform="T", **IDS)
+    plain = brainsfit_parameters(plan, initial_transform="T", **IDS)
     assert plain["maskProcessingMode"] == "NOMASK" and "outputVolume" not in plain

@@ -83,7 +83,7 @@ def test_register_writes_all_outputs_and_recovers_the_shift(pair, tmp_path):
                                                      "transform.tfm"]
     assert_recovers_shift(out / "transform.tfm")
     report = json.loads((out / "report.json").read_text())
-    assert report["passed_sanity_checks"] is True
+    assert report["status"] == "ok" and report["verdict"]["passed"] is True
     assert report["outputs"]["transform"] == str((out / "transform.tfm").resolve())
     assert report["inputs"]["fixed"] == str(fixed.resolve())
     assert report["command"].startswith("knee-register register")
@@ -106,8 +106,10 @@ def test_register_writes_all_outputs_and_recovers_the_shift(pair, tmp_path):
     assert quiet.returncode == 0, quiet.stderr
     assert quiet.stdout == "" and quiet.stderr == ""
     assert (out / "transform.tfm").stat().st_mtime_ns > before["transform.tfm"]
-    assert (out / "registered_moving.nrrd").stat().st_mtime_ns == before["registered_moving.nrrd"]
+    # The set is replaced as a whole: the earlier run's resampled image does not linger beside it.
+    assert not (out / "registered_moving.nrrd").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_missing_and_bad_inputs_exit_2_without_traceback(pair, tmp_path):
@@ -123,7 +125,9 @@ def test_missing_and_bad_inputs_exit_2_without_traceback(pair, tmp_path):
     stages = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", "--stages", "Affine")
     assert stages.returncode == 2 and "first transform stage must be 'Rigid'" in stages.stderr
     usage = run_cli("register", fixed)
-    assert usage.returncode == 2 and "usage:" in usage.stderr
+    assert usage.returncode == 2 and usage.stderr.count("\n") == 1  # one line, as every error
+    assert usage.stderr.startswith("error: the following arguments are required: MOVING, --output-dir")
+    assert "knee-register register --help" in usage.stderr
 
 
 def test_inspect_prints_the_pair_and_the_plan_and_writes_nothing(pair):
@@ -176,21 +180,23 @@ def test_dicom_folder_with_two_series(pair, tmp_path):
     assert resampled.GetPixelID() == sitk.sitkInt16
 
 
-def test_resample_reference_keeps_the_field_of_view(rotation):
-    from MultimodalKneeRegistrationLib.cli import AUTO_RESAMPLE_VOXELS, resample_reference
+def test_resample_grid_keeps_the_field_of_view_and_says_when_it_is_coarser(rotation):
     from MultimodalKneeRegistrationLib.geometry import corner_points
+    from MultimodalKneeRegistrationLib.outputs.grids import AUTO_RESAMPLE_VOXELS, resample_grid
 
     fixed = blob_image(40)
     fixed.SetDirection(rotation((1, 2, 3), 25).ravel().tolist())
-    coarse = resample_reference(fixed, 2.5)
+    coarse, note = resample_grid(fixed, 2.5)
     assert coarse.GetSize() == (16, 16, 16) and coarse.GetSpacing() == (2.5, 2.5, 2.5)
+    assert "16x16x16" in note and "not the fixed image's 40x40x40" in note
     np.testing.assert_allclose(corner_points(coarse), corner_points(fixed), atol=1e-6)
-    assert resample_reference(fixed, 0.5) is None and resample_reference(fixed, None) is None
+    assert resample_grid(fixed, 0.5) == (None, None) and resample_grid(fixed, None) == (None, None)
     huge = sitk.Image([512, 512, 260], sitk.sitkUInt8)  # 68 M voxels: above the automatic limit
     huge.SetSpacing((0.3, 0.3, 0.6))
-    auto = resample_reference(huge, None)
+    auto, note = resample_grid(huge, None)
     assert 0.8 * AUTO_RESAMPLE_VOXELS < auto.GetNumberOfPixels() <= AUTO_RESAMPLE_VOXELS
     assert np.abs(corner_points(auto) - corner_points(huge)).max() < max(auto.GetSpacing())
+    assert "68 M voxels, over 64 M" in note
 
 
 def test_failed_sanity_checks_write_the_report_but_no_transform(pair, tmp_path):
@@ -205,8 +211,9 @@ def test_failed_sanity_checks_write_the_report_but_no_transform(pair, tmp_path):
     assert "Traceback" not in failed.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["qc.png", "report.json"]
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["passed_sanity_checks"] is False
-    assert report["result"]["sanity"]["scale_factors"]["passed"] is False
+    assert report["status"] == "refused" and report["verdict"]["passed"] is False
+    assert report["verdict"]["checks"]["scale_factors"]["passed"] is False
+    assert "transform" not in report["outputs"] and "qc" in report["outputs"]
     forced = run_cli("register", fixed, scaled, "--output-dir", tmp_path / "forced", *affine,
                      "--no-fail-on-sanity", "--no-resampled")
     assert forced.returncode == 0, forced.stderr
@@ -231,9 +238,9 @@ def test_ctrl_c_exits_130_and_writes_nothing(pair, tmp_path):
     process.send_signal(signal.SIGINT)
     rest_out, rest_err = process.communicate(timeout=120)
     assert process.returncode == 130, "".join(lines) + rest_err
-    assert "cancelled" in rest_err and "Traceback" not in rest_err
-    assert not (tmp_path / "out" / "transform.tfm").exists()
-    assert [p.name for p in (tmp_path / "out").iterdir()] == []
+    assert "cancelled" in rest_err and "nothing was written" in rest_err and "Traceback" not in rest_err
+    assert not (tmp_path / "out").exists()  # not even an empty folder
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_progress_bar_on_a_terminal(pair, tmp_path):
@@ -269,6 +276,6 @@ def test_edge_correlation_option_sets_the_search_setting(word, value):
 
     line = ["register", "f.nrrd", "m.nrrd", "--output-dir", "out", "--edge-correlation", word]
     args = build_parser().parse_args(line)
-    assert settings_from_args(args).search_edge_correlation is value
+    assert settings_from_args(args).search.edge_correlation is value
     default = build_parser().parse_args(["inspect", "f.nrrd", "m.nrrd"])
-    assert settings_from_args(default).search_edge_correlation is None
+    assert settings_from_args(default).search.edge_correlation is None

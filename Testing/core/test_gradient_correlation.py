@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.gradient_correlation import (
+from MultimodalKneeRegistrationLib.steps.gradient_correlation import (
     correlation_candidates,
     correlation_spacing,
     edge_map,
 )
-from MultimodalKneeRegistrationLib.phantom import KneePhantom, rigid_transform, rotation_about_axis
+from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform, rotation_about_axis
 
 #: Where the crop sits: beside the joint line, 14 mm off the large image's centre.
 CROP_CENTER = (8.0, 12.0, 4.0)

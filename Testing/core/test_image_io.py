@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.errors import InputError, OutputError
-from MultimodalKneeRegistrationLib.image_io import (
-    list_dicom_series,
-    load_image,
-    read_transform,
-    write_image_atomic,
-    write_json_atomic,
-    write_transform_atomic,
-)
+from MultimodalKneeRegistrationLib.io.atomic import write_image_atomic, write_json_atomic, write_transform_atomic
+from MultimodalKneeRegistrationLib.io.images import list_dicom_series, load_image
+from MultimodalKneeRegistrationLib.io.transforms import read_transform
 
 
 def small_volume(size=(24, 20, 8), spacing=(0.8, 0.9, 2.0), origin=(-10.0, 5.0, 3.0)) -> sitk.Image:

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.inspection import format_summary, inspect_pair, summarize_image
+from MultimodalKneeRegistrationLib.steps.inspection import format_summary, inspect_pair, summarize_image
 
 
 def make_image(array: np.ndarray, spacing, origin=(0.0, 0.0, 0.0)) -> sitk.Image:

@@ -19,13 +19,13 @@ import pytest
 import SimpleITK as sitk
 from core_test_helpers import rotation_matrix
 from MultimodalKneeRegistrationLib.geometry import (
-    matrix_to_affine_transform,
+    affine_from_matrix,
     point_distances,
     transform_to_matrix,
 )
-from MultimodalKneeRegistrationLib.phantom import GridSpec, make_registration_pair, rigid_transform
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
+from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair, rigid_transform
 
 MAX_MEAN_TRE_MM = 1.0
 MAX_TRE_MM = 2.5
@@ -122,7 +122,7 @@ def test_initial_transform_is_respected(mode):
     # only a start near the truth (8 degrees and 6 mm away from it) can lead to the answer.
     pair = make_registration_pair("microct-mri", (120.0, 40.0), fixed_grid=FINE, moving_grid=MRI)
     nudge = rigid_transform((1.0, -1.0, 0.5), 8.0, (4.0, -3.0, 3.0), center=FINE.center)
-    start = matrix_to_affine_transform(transform_to_matrix(pair.true_transform) @ transform_to_matrix(nudge))
+    start = affine_from_matrix(transform_to_matrix(pair.true_transform) @ transform_to_matrix(nudge))
     start_errors = point_distances(start, pair.true_transform, pair.target_points(spacing_mm=3.0))
     assert start_errors.mean() > 4.0, "the start must be clearly off, or this test proves nothing"
     errors, result = recovery_errors(pair, "mri-microct-knee", start, initialize_transform_mode=mode)

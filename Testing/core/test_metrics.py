@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.metrics import MutualInformationScorer, _trilinear
+from MultimodalKneeRegistrationLib.steps.metrics import MutualInformationScorer, _trilinear
 
 
 def _oblique_pair():
@@ -47,15 +47,13 @@ def test_score_peaks_at_the_true_pose():
 
 
 def test_metric_check_tolerates_noise_at_an_aligned_start_but_not_a_worse_result():
-    from MultimodalKneeRegistrationLib.metrics import sanity_checks
+    from MultimodalKneeRegistrationLib.settings import CheckSettings
+    from MultimodalKneeRegistrationLib.steps.checks import sanity_checks
 
     identity = sitk.AffineTransform(3)
 
     def metric_check(before, after):
-        checks, _ = sanity_checks(
-            identity, identity, before, after, 1.0, 0.4,
-            min_explained_fraction=0.18, min_overlap=0.2, max_scale_deviation=0.3, max_rotation_from_start_deg=90,
-        )
+        checks, _ = sanity_checks(identity, identity, before, after, 1.0, 0.4, CheckSettings(), 90.0)
         return checks["metric_improved"]["passed"]
 
     assert metric_check(-0.50, -0.55)  # improved

@@ -16,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.blended_field import blended_displacement_field
-from MultimodalKneeRegistrationLib.bone_masks import (
+from MultimodalKneeRegistrationLib.bones.blended_field import blended_displacement_field
+from MultimodalKneeRegistrationLib.bones.masks import (
     BoneLabels,
     bone_labels_from_image,
     load_bone_labels,
     segment_bones,
 )
+from MultimodalKneeRegistrationLib.bones.per_bone import register_per_bone
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.per_bone import register_per_bone
-from MultimodalKneeRegistrationLib.phantom import BONES, GridSpec, make_registration_pair
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
+from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, GridSpec, make_registration_pair
 
 FLEXION_DEG = 15.0
 CT_GRID = GridSpec((110, 110, 130), (1.0, 1.0, 1.0), center=(0.0, 5.0, 0.0))

@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from core_test_helpers import build_grid, rotation_matrix
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.phantom import (
+from MultimodalKneeRegistrationLib.synthetic.phantom import (
     BONES,
     INTENSITIES,
     LABELS,

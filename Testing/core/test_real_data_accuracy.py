@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib import register, settings_for_preset
-from MultimodalKneeRegistrationLib.geometry import point_distances, transform_to_matrix
-from MultimodalKneeRegistrationLib.initialization import rigid_from_matrix
+from MultimodalKneeRegistrationLib.geometry import point_distances, rigid_from_matrix, transform_to_matrix
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from MultimodalKneeRegistrationLib.engines.simpleitk_engine import _rotation_restarts
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.phantom import GridSpec, make_registration_pair, rigid_transform
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
+from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair, rigid_transform
 
 
 def test_six_restarts_turned_about_each_axis_through_the_centre():
     center = (12.0, -30.0, 7.0)
     pose = rigid_transform((0.2, 0.9, -0.4), 33.0, (4.0, -2.0, 9.0), center)
-    restarts = _rotation_restarts("Rigid", pose, settings_for_preset("mri-ct", rotation_restarts_deg=4.0))
+    restarts = _rotation_restarts("Rigid", pose, settings_for_preset("mri-ct", rotation_restarts_deg=4.0).optimizer)
     assert len(restarts) == 6
     matrix = transform_to_matrix(pose)
     axes = []
@@ -36,9 +36,9 @@ def test_six_restarts_turned_about_each_axis_through_the_centre():
 
 def test_no_restarts_when_off_or_for_affine_stages():
     pose = rigid_transform((0.0, 0.0, 1.0), 10.0, (1.0, 2.0, 3.0))
-    assert _rotation_restarts("Rigid", pose, settings_for_preset("mri-ct")) == []
-    assert _rotation_restarts("Affine", pose, settings_for_preset("mri-ct", rotation_restarts_deg=4.0)) == []
-    assert settings_for_preset("mri-microct-knee").rotation_restarts_deg == 4.0
+    assert _rotation_restarts("Rigid", pose, settings_for_preset("mri-ct").optimizer) == []
+    assert _rotation_restarts("Affine", pose, settings_for_preset("mri-ct", rotation_restarts_deg=4.0).optimizer) == []
+    assert settings_for_preset("mri-microct-knee").optimizer.rotation_restarts_deg == 4.0
 
 
 def test_a_registration_with_restarts_reports_them_and_stays_accurate():

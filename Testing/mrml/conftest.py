@@ -7,7 +7,6 @@ skips itself when ``slicer`` is not that wheel (an unrelated PyPI package is als
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,26 +17,6 @@ _REPO = Path(__file__).resolve().parents[2]
 _MODULE_DIR = _REPO / "MultimodalKneeRegistration"
 if str(_MODULE_DIR) not in sys.path:  # Slicer puts the module folder on sys.path; do the same here
     sys.path.insert(0, str(_MODULE_DIR))
-
-
-def porcine_data_folder() -> Path:
-    """$MKR_SHARED_DATA (the folder or its parent), else ``shared/data/porcine_ct_mr`` beside the repo."""
-    env = os.environ.get("MKR_SHARED_DATA")
-    if not env:
-        return (_REPO / ".." / "shared" / "data" / "porcine_ct_mr").resolve()
-    base = Path(env)
-    return (base / "porcine_ct_mr").resolve() if (base / "porcine_ct_mr").is_dir() else base.resolve()
-
-
-@pytest.fixture(scope="session")
-def porcine_dir() -> Path:
-    folder = porcine_data_folder()
-    if not (folder / "CT.nrrd").is_file() or not (folder / "MR_T2.nrrd").is_file():
-        pytest.skip(
-            f"real data not found: {folder} has no CT.nrrd/MR_T2.nrrd "
-            "(set MKR_SHARED_DATA to the porcine_ct_mr folder)"
-        )
-    return folder
 
 
 @pytest.fixture
@@ -74,3 +53,67 @@ def mrml():
 def nodeIds():
     """``nodeIds(scene)``: IDs of every node in the scene (to check that temporary nodes are gone)."""
     return lambda scene: {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def _setNodeParameters(node, parameters) -> None:
+    """As Slicer's ``slicer.cli.setNodeParameters`` (Base/Python/slicer/cli.py) sets them."""
+    import slicer
+
+    for key, value in parameters.items():
+        if isinstance(value, str):
+            node.SetParameterAsString(key, value)
+        elif isinstance(value, bool):
+            node.SetParameterAsBool(key, value)
+        elif isinstance(value, int):
+            node.SetParameterAsInt(key, value)
+        elif isinstance(value, float):
+            node.SetParameterAsDouble(key, value)
+        elif isinstance(value, slicer.vtkMRMLNode):
+            node.SetParameterAsNode(key, value)
+        elif isinstance(value, (list, tuple)):
+            node.SetParameterAsString(key, ",".join(str(v) for v in value))
+
+
+def cliRunFunction(cliLogic):
+    """``slicer.cli.run`` for the slicer-core wheel (which has no ``slicer.cli``): a real CLI node of
+    ``cliLogic``, its parameters set as Slicer sets them, run by Slicer's own vtkSlicerCLIModuleLogic
+    (``Apply`` in the background, or ``ApplyAndWait``)."""
+
+    def run(module, node=None, parameters=None, wait_for_completion=False, update_display=True):
+        node = node or cliLogic.CreateNodeInScene()
+        _setNodeParameters(node, parameters or {})
+        if wait_for_completion:
+            cliLogic.ApplyAndWait(node, update_display)
+        else:
+            cliLogic.Apply(node, update_display)
+        return node
+
+    return run
+
+
+@pytest.fixture
+def cliScene(tmp_path):
+    """A scene set up as Slicer sets it up for CLI modules, with the REAL BRAINSFit and
+    ResampleScalarVectorDWIVolume registered through Slicer's CLI module logic (``slicer_core_cli``),
+    and the module logics of ``mrml``. Skips, naming the path, where ../shared/tools is absent."""
+    from testing_support import require_cli_binary, require_slicer_core_cli
+
+    cli = require_slicer_core_cli()
+    brainsfitPath = require_cli_binary("BRAINSFit")
+    resamplePath = require_cli_binary("ResampleScalarVectorDWIVolume")
+    import slicer
+
+    scene, app = cli.make_scene(str(tmp_path / "cli-temporary"))
+    logics = {"Volumes": slicer.vtkSlicerVolumesLogic(), "CropVolume": slicer.vtkSlicerCropVolumeLogic(),
+              "Markups": slicer.vtkSlicerMarkupsLogic(), "Transforms": slicer.vtkSlicerTransformLogic()}
+    for name, logic in logics.items():
+        if hasattr(logic, "SetMRMLApplicationLogic"):
+            logic.SetMRMLApplicationLogic(app)
+        logic.SetMRMLScene(scene)
+        app.SetModuleLogic(name, logic)
+    brainsfit = cli.make_cli_logic(scene, app, brainsfitPath, module_name="BRAINSFit")
+    resample = cli.make_cli_logic(scene, app, resamplePath, module_name="ResampleScalarVectorDWIVolume")
+    yield SimpleNamespace(scene=scene, app=app, cropLogic=logics["CropVolume"], markupsLogic=logics["Markups"],
+                          brainsfitLogic=brainsfit, resampleLogic=resample, logics=logics,
+                          runBrainsFit=cliRunFunction(brainsfit))
+    scene.Clear(1)

@@ -77,7 +77,7 @@ def _uiWidgets() -> dict:
         MODULE_FILE,
         *SLICER_SIDE,
         MODULE / "Testing" / "Python" / "run_self_test.py",
-        MODULE / "MultimodalKneeRegistrationLib" / "brainsfit_parameters.py",
+        MODULE / "MultimodalKneeRegistrationLib" / "engines" / "brainsfit_parameters.py",
     ],
     ids=lambda p: p.name,
 )

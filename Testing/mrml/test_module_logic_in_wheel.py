@@ -24,8 +24,8 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
-from MultimodalKneeRegistrationLib.phantom import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import PRESETS  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402
 
 MODULE_FILE = (
@@ -153,7 +153,7 @@ def test_register_from_parameter_node_and_the_self_test_pipeline(module, mrml):
         setattr(node, name, value)
     node.numberOfIterations = 20  # a knob the panel sets: it must reach the core
     out = logic.registerFromParameterNode(node)
-    assert out.result.plan.number_of_iterations == 20
+    assert out.result.plan.optimizer.number_of_iterations == 20
     assert moving.GetParentTransformNode() is out.outputTransformNode
     assert out.result.metric_after < out.result.metric_before
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import types
 
 import pytest
@@ -30,8 +29,8 @@ def test_each_preset_survives_the_panel(preset):
 
 def test_zero_means_auto_and_set_knobs_override_the_preset():
     auto = settingsFromPanelValues("mri-microct-knee", spacingMultiplier=0.0, samplingPercentage=0.0)
-    assert auto.spacing_multiplier is None and auto.sampling_percentage is None
-    assert auto.roi_margin_mm == PRESETS["mri-microct-knee"].roi_margin_mm
+    assert auto.flat()["spacing_multiplier"] is None and auto.flat()["sampling_percentage"] is None
+    assert auto.flat()["roi_margin_mm"] == PRESETS["mri-microct-knee"].flat()["roi_margin_mm"]
     tuned = settingsFromPanelValues(
         "mri-ct",
         spacingMultiplier=8.0,
@@ -41,9 +40,10 @@ def test_zero_means_auto_and_set_knobs_override_the_preset():
         transformStages="Rigid, then affine",
         initializationMode="Off (use the start as is)",
     )
-    assert (tuned.spacing_multiplier, tuned.roi_margin_mm, tuned.sampling_percentage) == (8.0, 10.0, 0.05)
-    assert tuned.number_of_iterations == 500 and tuned.transform_stages == ("Rigid", "Affine")
-    assert tuned.initialize_transform_mode == "Off" and tuned.preset == "mri-ct"
+    flat = tuned.flat()
+    assert (flat["spacing_multiplier"], flat["roi_margin_mm"], flat["sampling_percentage"]) == (8.0, 10.0, 0.05)
+    assert tuned.flat()["number_of_iterations"] == 500 and tuned.flat()["transform_stages"] == ("Rigid", "Affine")
+    assert tuned.flat()["initialize_transform_mode"] == "Off" and tuned.preset == "mri-ct"
     assert settingsOverrides(tuned) == {
         "spacing_multiplier": 8.0,
         "roi_margin_mm": 10.0,
@@ -79,8 +79,7 @@ def test_choices_cover_the_core_vocabulary():
 
 
 def test_copied_code_rebuilds_the_exact_settings_and_names_the_nodes():
-    settings = dataclasses.replace(
-        PRESETS["mri-microct-knee"],
+    settings = PRESETS["mri-microct-knee"].replace(
         spacing_multiplier=6.0,
         number_of_iterations=123,
         transform_stages=("Rigid", "Affine"),

@@ -18,7 +18,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 from MultimodalKneeRegistrationLib.errors import InputError, RegistrationFailedError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import Box  # noqa: E402
-from MultimodalKneeRegistrationLib.preprocessing import crop_to_box  # noqa: E402
+from MultimodalKneeRegistrationLib.steps.preprocessing import crop_to_box  # noqa: E402
 from MultimodalKneeRegistrationSlicer.crop_volume import cropVolume, interpolatedCropAvailable  # noqa: E402
 from MultimodalKneeRegistrationSlicer.roi_adapter import (  # noqa: E402
     addRoiNodeFromBox,

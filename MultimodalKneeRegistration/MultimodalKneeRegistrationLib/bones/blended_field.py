@@ -12,9 +12,9 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
-from .bone_masks import BoneLabels
-from .errors import InputError
-from .geometry import apply_matrix, coarser_grid, index_to_physical_matrix, transform_to_matrix
+from ..errors import InputError
+from ..geometry import apply_matrix, coarser_grid, index_to_physical_matrix, transform_to_matrix
+from .masks import BoneLabels
 from .per_bone import PerBoneResult
 
 

@@ -14,12 +14,11 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import (
+from ..geometry import (
     Box,
-    matrix_to_affine_transform,
+    inverse_transform,
     overlap_fraction,
     physical_box,
-    transform_to_matrix,
 )
 
 #: About this many voxels are read for the intensity statistics (a strided subsample).
@@ -180,10 +179,6 @@ class PairInspection:
         return "\n".join(lines)
 
 
-def _inverse(transform: sitk.Transform) -> sitk.Transform:
-    return matrix_to_affine_transform(np.linalg.inv(transform_to_matrix(transform)))
-
-
 def _ratio_words(ratio: float) -> str:
     return f"{ratio:.0f}x" if ratio >= 9.5 else f"{ratio:.1f}x"
 
@@ -202,7 +197,7 @@ def inspect_pair(fixed: sitk.Image, moving: sitk.Image, initial_transform: Optio
     transform = initial_transform if initial_transform is not None else sitk.Transform(3, sitk.sitkIdentity)
     start = "given initial transform" if initial_transform is not None else "identity"
     fixed_in_moving = overlap_fraction(fixed, moving, transform)
-    moving_in_fixed = overlap_fraction(moving, fixed, _inverse(transform))
+    moving_in_fixed = overlap_fraction(moving, fixed, inverse_transform(transform))
     spacing_ratio = float((np.prod(moving_summary.spacing) / np.prod(fixed_summary.spacing)) ** (1 / 3))
     voxel_ratio = moving_summary.voxel_volume_mm3 / fixed_summary.voxel_volume_mm3
     fov_ratio = moving_summary.fov_volume_mm3 / fixed_summary.fov_volume_mm3

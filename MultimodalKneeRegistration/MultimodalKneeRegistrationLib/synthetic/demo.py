@@ -3,8 +3,9 @@
 Why: a new user (or a reviewer on a fresh machine) should see the whole tool work in one command
 and under a minute, without data to download, and should see the *true* error, which real data
 never gives. The demo renders the phantom pair with a known offset, saves the inputs, runs exactly
-what ``knee-register register`` runs (preset ``mri-microct-knee``), writes the same outputs, and
-measures the target registration error against the truth.
+what ``knee-register register`` runs (``run``, preset ``mri-microct-knee``), writes the same outputs
+(its report is the register report plus a ``truth`` section), and measures the target registration
+error against the truth.
 """
 
 from __future__ import annotations
@@ -12,21 +13,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Dict, Union
 
 import numpy as np
+import SimpleITK as sitk
 
-from .errors import RegistrationFailedError
-from .geometry import image_center, point_distances, rotation_angle_deg, transform_to_matrix
-from .image_io import write_image_atomic, write_transform_atomic
-from .inspection import inspect_pair
+from ..errors import RegistrationFailedError
+from ..geometry import image_center, point_distances, rotation_angle_deg, transform_to_matrix
+from ..outputs.writers import write_outputs
+from ..progress import Progress, ProgressCallback
+from ..run import run
+from ..settings import settings_for_preset
 from .phantom import PhantomPair, make_registration_pair
-from .pipeline import register, resample_moving
-from .qc_image import write_qc_png
-from .report import build_report, write_report
-from .settings import settings_for_preset
-
-ProgressCallback = Callable[[float, str], None]
 
 #: The demo's known offset (degrees, mm) and the errors (mm) it must stay within, as in the tests.
 DEMO_OFFSET = (10.0, 8.0)
@@ -76,20 +74,13 @@ class DemoOutcome:
         return "\n".join(lines)
 
 
-def _stage_reporter(progress: Optional[ProgressCallback], low: float, high: float) -> ProgressCallback:
-    def report(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(low + (high - low) * min(max(float(fraction), 0.0), 1.0), message)
-
-    return report
-
-
 def _errors(pair: PhantomPair, transform) -> np.ndarray:
     return point_distances(transform, pair.true_transform, pair.target_points())
 
 
-def run_demo(output_dir, progress: Optional[ProgressCallback] = None) -> DemoOutcome:
-    """Render, save, register and score the synthetic pair; outputs go to ``output_dir`` (replaced).
+def run_demo(output_dir, progress: Union[Progress, ProgressCallback, None] = None) -> DemoOutcome:
+    """Render, register and score the synthetic pair; outputs go to ``output_dir`` (an earlier demo's
+    outputs there are replaced), inputs under ``inputs/``.
 
     Raises ``RegistrationFailedError`` (after writing the report and QC picture) when the result
     fails its sanity checks, like ``knee-register register`` does.
@@ -101,59 +92,48 @@ def run_demo(output_dir, progress: Optional[ProgressCallback] = None) -> DemoOut
     """
     began = time.perf_counter()
     out = Path(output_dir).expanduser()
-    say = _stage_reporter(progress, 0.0, 1.0)
-    say(0.0, "rendering the synthetic micro-CT and MRI of the knee phantom")
+    progress = Progress.wrap(progress)
+    progress.report(0.0, "rendering the synthetic micro-CT and MRI of the knee phantom", force=True)
     pair = make_registration_pair("microct-mri", DEMO_OFFSET)
-    inputs = out / "inputs"
-    files = {
-        "fixed (micro-CT)": write_image_atomic(pair.fixed, inputs / "fixed_microct.nrrd", True),
-        "moving (MRI)": write_image_atomic(pair.moving, inputs / "moving_mri.nrrd", True),
-        "true transform": write_transform_atomic(pair.true_transform, inputs / "true_transform.tfm", True),
-    }
-    settings = settings_for_preset(PRESET)
-    inspection = inspect_pair(pair.fixed, pair.moving)
+    inputs = {"fixed": "inputs/fixed_microct.nrrd", "moving": "inputs/moving_mri.nrrd",
+              "true_transform": "inputs/true_transform.tfm"}
     tick = time.perf_counter()
-    failure: Optional[RegistrationFailedError] = None
-    try:
-        result = register(pair.fixed, pair.moving, settings, progress=_stage_reporter(progress, 0.15, 0.9))
-    except RegistrationFailedError as error:
-        failure, result = error, error.result
+    outcome = run(pair.fixed, pair.moving, settings_for_preset(PRESET), progress=progress.sub(0.1, 0.95),
+                  inputs={k: str((out / v).resolve()) for k, v in inputs.items()} | {"preset": PRESET},
+                  command=f"knee-register demo --output-dir {out}", kind="demo")
     register_seconds = time.perf_counter() - tick
-    say(0.9, "writing the outputs")
-    if failure is None:
-        files["transform"] = write_transform_atomic(result.transform, out / "transform.tfm", True)
-        resampled = resample_moving(pair.fixed, pair.moving, result.transform)
-        files["registered moving"] = write_image_atomic(resampled, out / "registered_moving.nrrd", True)
-    files["QC picture"] = write_qc_png(pair.fixed, pair.moving, out / "qc.png", transform=result.transform,
-                                       overwrite=True)
-    errors = _errors(pair, result.transform)
-    truth = transform_to_matrix(pair.true_transform)
-    report = build_report(result, inputs={"fixed": str(files["fixed (micro-CT)"].resolve()),
-                                          "moving": str(files["moving (MRI)"].resolve()), "preset": PRESET},
-                          inspection=inspection, command=f"knee-register demo --output-dir {out}",
-                          outputs={k: str(v.resolve()) for k, v in files.items()})
-    report["demo"] = {
+    errors = _errors(pair, outcome.result.transform)
+    outcome.report["truth"] = {
         "description": pair.description,
-        "true_matrix_lps_fixed_to_moving": truth.round(8).tolist(),
+        "true_matrix_lps_fixed_to_moving": transform_to_matrix(pair.true_transform).round(8).tolist(),
         "target_points": int(len(errors)),
         "error_mean_mm": float(errors.mean()),
         "error_max_mm": float(errors.max()),
         "limits_mm": {"mean": MAX_MEAN_ERROR_MM, "max": MAX_ERROR_MM},
     }
-    files["report"] = write_report(out / "report.json", report, overwrite=True)
-    say(1.0, "done")
-    if failure is not None:
+    files = write_outputs(outcome, out, overwrite=True, extra={
+        inputs["fixed"]: lambda path: sitk.WriteImage(pair.fixed, str(path), True),
+        inputs["moving"]: lambda path: sitk.WriteImage(pair.moving, str(path), True),
+        inputs["true_transform"]: lambda path: sitk.WriteTransform(pair.true_transform, str(path)),
+    })
+    progress.done("done")
+    if outcome.refusal is not None:
         raise RegistrationFailedError(
             f"the demo registration failed its sanity checks (true error: mean {errors.mean():.2f} mm, "
-            f"max {errors.max():.2f} mm): {failure.what}",
+            f"max {errors.max():.2f} mm): {outcome.refusal.what}",
             f"this is a bug worth reporting; the report is {files['report']}")
+    return _demo_outcome(out, pair, outcome.result, errors, files, register_seconds, time.perf_counter() - began)
+
+
+def _demo_outcome(out, pair, result, errors, files, register_seconds, total_seconds) -> DemoOutcome:
     center = image_center(pair.fixed)
     shift = np.asarray(pair.true_transform.TransformPoint(center.tolist())) - center
     return DemoOutcome(
         output_dir=out, description=pair.description, files=files,
         error_mean_mm=float(errors.mean()), error_max_mm=float(errors.max()), target_points=int(len(errors)),
-        true_rotation_deg=rotation_angle_deg(truth), true_translation_mm=float(np.linalg.norm(shift)),
+        true_rotation_deg=rotation_angle_deg(transform_to_matrix(pair.true_transform)),
+        true_translation_mm=float(np.linalg.norm(shift)),
         found_rotation_deg=rotation_angle_deg(transform_to_matrix(result.transform)),
-        register_seconds=register_seconds, total_seconds=time.perf_counter() - began,
+        register_seconds=register_seconds, total_seconds=total_seconds,
         stages=[s.to_dict() for s in result.stages],
     )

@@ -14,8 +14,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import Box, apply_matrix, corner_points, physical_box, transform_to_matrix
-from .image_io import PathLike, write_image_atomic
+from ..geometry import Box, apply_matrix, corner_points, index_to_physical_matrix, physical_box, transform_to_matrix
+from ..io.atomic import PathLike, write_image_atomic
 
 EDGE_COLOUR = np.array([255, 190, 0], dtype=np.float32)   # amber: visible on gray, black and white
 MOVING_TINT = np.array([1.0, 0.82, 0.62], dtype=np.float32)  # warm gray for checkerboard squares
@@ -42,7 +42,8 @@ _FONT = {
     "6": "0608101e11110e", "7": "1f010204080808", "8": "0e11110e11110e", "9": "0e11110f01020c",
     ":": "000c0c000c0c00", ".": "00000000000c0c", "-": "0000001f000000", "/": "00010204081000",
     "%": "18190204081303", "(": "02040808080402", ")": "08040202020408", "=": "00001f001f0000",
-    " ": "00000000000000", "+": "0004041f040400", ",": "00000000000c08",
+    " ": "00000000000000", "+": "0004041f040400", ",": "00000000000c08", ">": "10080402040810",
+    "<": "02040810080402", "_": "0000000000001f",
 }
 
 
@@ -147,46 +148,111 @@ def _compose(fixed: np.ndarray, moving: np.ndarray, mode: str, checker_px: int,
 
 
 def render_qc(fixed: sitk.Image, registered_moving: sitk.Image, mode: str = "edges", *,
-              transform: Optional[sitk.Transform] = None, labels: bool = True,
-              panel_pixels: int = 360) -> np.ndarray:
-    """The QC picture as an (rows, columns, 3) uint8 array; see ``write_qc_png``."""
+              transform: Optional[sitk.Transform] = None, labels: bool = True, panel_pixels: int = 360,
+              caption: Sequence[str] = (), closeup: bool = True) -> np.ndarray:
+    """The QC picture as an (rows, columns, 3) uint8 array; see ``write_qc_png``.
+
+    Row 1: axial, coronal and sagittal planes through the overlap, the fixed image in gray with the
+    moving image's edges (or a checkerboard). With ``closeup``, two more rows zoom on the bright
+    structures (bone) of the finer image: fixed gray with moving edges, then moving gray with fixed
+    edges, so a bone match hidden by speckled MRI edges at full view shows. ``caption`` lines (the
+    verdict first) are printed under the panels.
+    """
     if mode not in ("edges", "checkerboard"):
         raise ValueError(f"unknown QC mode {mode!r}: use 'edges' or 'checkerboard'")
     overlap = physical_box(fixed).intersect(_moving_box_in_fixed(registered_moving, transform))
     if np.any(overlap.size <= 0):
         overlap = physical_box(fixed)
-    pixel = max(float(overlap.size.max()) / panel_pixels, min(fixed.GetSpacing()) / 4.0)
-    centre = overlap.center
-    fixed_planes, moving_planes, shapes = [], [], []
-    for _, u, v, n, _ in PLANES:
-        width = max(int(round(abs(np.dot(overlap.size, u)) / pixel)), 8)
-        height = max(int(round(abs(np.dot(overlap.size, v)) / pixel)), 8)
-        grid = (centre, u, v, n, width, height, pixel)
-        fixed_planes.append(_sample_plane(fixed, *grid, None))
-        moving_planes.append(_sample_plane(registered_moving, *grid, transform))
-        shapes.append((height, width))
-    checker_px = max(int(round(max(max(s) for s in shapes) / 8)), 4)
-    moving_planes = _window(moving_planes)
-    alphas = [None] * len(PLANES)
-    if mode == "edges":  # smooth over about half a moving voxel: no staircase edges from thick slices
-        sigma_px = float(np.clip(0.5 * np.prod(registered_moving.GetSpacing()) ** (1 / 3) / pixel, 1.0, 6.0))
-        alphas = _edge_alpha([_edge_strength(m, sigma_px) for m in moving_planes])
-    panels = [_compose(f, m, mode, checker_px, a)
-              for f, m, a in zip(_window(fixed_planes), moving_planes, alphas)]
-    return _layout(panels, mode, labels)
+    views = _Views(fixed, registered_moving, transform)
+    rows = [("", views.row(overlap, panel_pixels, mode, moving_on_top=True))]
+    box = _closeup_box(fixed, registered_moving, transform, overlap) if closeup else None
+    if box is not None:
+        rows.append(("CLOSE-UP: FIXED GRAY, MOVING EDGES", views.row(box, panel_pixels, "edges", True)))
+        rows.append(("CLOSE-UP: MOVING GRAY, FIXED EDGES", views.row(box, panel_pixels, "edges", False)))
+    return _layout(rows, mode, labels, list(caption))
 
 
-def _layout(panels: List[np.ndarray], mode: str, labels: bool) -> np.ndarray:
-    gap, header, footer = 6, (26 if labels else 0), (24 if labels else 0)
-    height = max(p.shape[0] for p in panels) + header + footer + 2 * gap
-    width = sum(p.shape[1] for p in panels) + gap * (len(panels) + 1)
+class _Views:
+    """Planes of both images (the moving one through ``transform``) on square display pixels."""
+
+    def __init__(self, fixed, moving, transform) -> None:
+        self.fixed, self.moving, self.transform = fixed, moving, transform
+
+    def row(self, box: Box, panel_pixels: int, mode: str, moving_on_top: bool) -> List[np.ndarray]:
+        pixel = max(float(box.size.max()) / panel_pixels, min(self.fixed.GetSpacing()) / 4.0)
+        fixed_planes, moving_planes, shapes = [], [], []
+        for _, u, v, n, _ in PLANES:
+            width = max(int(round(abs(np.dot(box.size, u)) / pixel)), 8)
+            height = max(int(round(abs(np.dot(box.size, v)) / pixel)), 8)
+            grid = (box.center, u, v, n, width, height, pixel)
+            fixed_planes.append(_sample_plane(self.fixed, *grid, None))
+            moving_planes.append(_sample_plane(self.moving, *grid, self.transform))
+            shapes.append((height, width))
+        base, top, top_image = (fixed_planes, moving_planes, self.moving) if moving_on_top else \
+            (moving_planes, fixed_planes, self.fixed)
+        checker_px = max(int(round(max(max(s) for s in shapes) / 8)), 4)
+        top = _window(top)
+        alphas = [None] * len(PLANES)
+        if mode == "edges":  # smooth over about half a voxel: no staircase edges from thick slices
+            sigma_px = float(np.clip(0.5 * np.prod(top_image.GetSpacing()) ** (1 / 3) / pixel, 1.0, 6.0))
+            alphas = _edge_alpha([_edge_strength(m, sigma_px) for m in top])
+        return [_compose(f, m, mode, checker_px, a) for f, m, a in zip(_window(base), top, alphas)]
+
+
+def _closeup_box(fixed, moving, transform, overlap: Box) -> Optional[Box]:
+    """A box (fixed space) around the brightest structures of the finer image inside the overlap.
+
+    The brightest 2% of a CT or micro-CT is bone: the structure both modalities show sharply. The box
+    is 40% of the overlap's size (at least 30 mm, at most the overlap), centred on those voxels.
+    """
+    fine_is_fixed = np.prod(fixed.GetSpacing()) <= np.prod(moving.GetSpacing())
+    image = fixed if fine_is_fixed else moving
+    array = sitk.GetArrayViewFromImage(image)
+    step = max(1, int(np.ceil((array.size / 1_000_000) ** (1 / 3))))
+    sample = np.asarray(array[::step, ::step, ::step], dtype=np.float32)
+    bright = np.argwhere(sample >= np.percentile(sample, 98.0))[:, ::-1] * step
+    if bright.shape[0] < 10:
+        return None
+    points = apply_matrix(index_to_physical_matrix(image), bright.astype(float))
+    if not fine_is_fixed and transform is not None:
+        points = apply_matrix(np.linalg.inv(transform_to_matrix(transform)), points)
+    inside = np.all((points >= overlap.lower) & (points <= overlap.upper), axis=1)
+    if inside.sum() < 10:
+        return None
+    size = np.clip(0.4 * overlap.size, 30.0, overlap.size)
+    centre = np.clip(np.median(points[inside], axis=0), overlap.lower + size / 2, overlap.upper - size / 2)
+    return Box(centre - size / 2, centre + size / 2)
+
+
+def _layout(rows, mode: str, labels: bool, caption: List[str]) -> np.ndarray:
+    gap, footer = 6, (24 if labels else 0)
+    headers = [(48 if title else 26) if labels else 0 for title, _ in rows]
+    heights = [max(p.shape[0] for p in panels) + header + gap for (_, panels), header in zip(rows, headers)]
+    width = max(sum(p.shape[1] for p in panels) + gap * (len(panels) + 1) for _, panels in rows)
+    height = sum(heights) + footer + gap + (22 * len(caption) + 8 if labels else 0)
     canvas = np.full((height, width, 3), BACKGROUND, np.uint8)
+    y = 0
+    for (title, panels), row_height, header in zip(rows, heights, headers):
+        _draw_row(canvas, panels, y, header, gap, labels, title)
+        y += row_height
+    if labels:
+        end = _draw_text(canvas, "FIXED: GRAY   ", gap, y + 4, (230, 230, 230))
+        legend = "MOVING: EDGES" if mode == "edges" else "MOVING: TINTED SQUARES"
+        colour = tuple(int(c) for c in (EDGE_COLOUR if mode == "edges" else MOVING_TINT * 230))
+        _draw_text(canvas, legend, end, y + 4, colour)
+        _draw_caption(canvas, caption, y + footer + gap, gap)
+    return canvas
+
+
+def _draw_row(canvas, panels, top_y: int, header: int, gap: int, labels: bool, title: str) -> None:
     x = gap
+    if labels and title:
+        _draw_text(canvas, title, gap, top_y + 6, (255, 214, 120))
     for panel, (name, *_, letters) in zip(panels, PLANES):
-        top = header + gap
+        top = top_y + header + gap
         canvas[top:top + panel.shape[0], x:x + panel.shape[1]] = panel
         if labels:
-            _draw_text(canvas, name, x, 6, (230, 230, 230))
+            _draw_text(canvas, name, x, top_y + header - 20, (230, 230, 230))
             white = (200, 220, 255)
             middle_y, middle_x = top + panel.shape[0] // 2 - 7, x + panel.shape[1] // 2 - 5
             _draw_text(canvas, letters[0], x + 3, middle_y, white)
@@ -194,30 +260,33 @@ def _layout(panels: List[np.ndarray], mode: str, labels: bool) -> np.ndarray:
             _draw_text(canvas, letters[2], middle_x, top + 3, white)
             _draw_text(canvas, letters[3], middle_x, top + panel.shape[0] - 17, white)
         x += panel.shape[1] + gap
-    if labels:
-        y = height - footer + 4
-        end = _draw_text(canvas, "FIXED: GRAY   ", gap, y, (230, 230, 230))
-        legend = "MOVING: EDGES" if mode == "edges" else "MOVING: TINTED SQUARES"
-        colour = tuple(int(c) for c in (EDGE_COLOUR if mode == "edges" else MOVING_TINT * 230))
-        _draw_text(canvas, legend, end, y, colour)
-    return canvas
+
+
+def _draw_caption(canvas: np.ndarray, caption: List[str], y: int, x: int) -> None:
+    """The verdict (green when passed, red when refused) and the key numbers, cut to the width."""
+    fits = max(1, (canvas.shape[1] - 2 * x) // 12)
+    for number, line in enumerate(caption):
+        colour = (230, 230, 230)
+        if number == 0:
+            colour = (120, 230, 120) if line.upper().startswith("PASS") else (255, 110, 100)
+        _draw_text(canvas, line[:fits], x, y + 22 * number, colour)
 
 
 def write_qc_png(fixed: sitk.Image, registered_moving: sitk.Image, path: PathLike, mode: str = "edges", *,
                  transform: Optional[sitk.Transform] = None, labels: bool = True, overwrite: bool = False,
-                 panel_pixels: int = 360) -> Path:
-    """Write the QC picture (RGB PNG): axial, coronal and sagittal planes through the overlap centre.
+                 panel_pixels: int = 360, caption: Sequence[str] = ()) -> Path:
+    """Write the QC picture (RGB PNG): the three planes through the overlap, close-ups, the caption.
 
     ``registered_moving`` is the moving image already resampled into fixed space, or, when
     ``transform`` (fixed -> moving) is given, the original moving image, sampled through it (faster
     and sharper than resampling the whole volume first).
 
     Example:
-        >>> write_qc_png(ct, mr, "out/qc.png", transform=result.transform)
+        >>> write_qc_png(ct, mr, "out/qc.png", transform=result.transform, caption=["PASSED"])
         >>> write_qc_png(ct, resample_moving(ct, mr, result.transform), "out/qc.png", mode="checkerboard")
     """
     picture = render_qc(fixed, registered_moving, mode, transform=transform, labels=labels,
-                        panel_pixels=panel_pixels)
+                        panel_pixels=panel_pixels, caption=caption)
     return write_image_atomic(sitk.GetImageFromArray(picture, isVector=True), path, overwrite=overwrite)
 
 

@@ -15,12 +15,13 @@ starting points: the search rescores them with mutual information and refines th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from .geometry import physical_box, rotation_angle_deg, rotation_matrix
+from ..geometry import physical_box, rotation_angle_deg, rotation_matrix
+from ..progress import Progress
 from .preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
@@ -59,7 +60,7 @@ def correlation_candidates(
     rotations: Sequence[np.ndarray],
     spacing_mm: float,
     count: int = 3,
-    should_cancel: Optional[Callable[[], bool]] = None,
+    progress: Optional[Progress] = None,
 ) -> List[CorrelationCandidate]:
     """The ``count`` best poses of ``small`` inside ``large`` over ``rotations`` and every shift.
 
@@ -79,18 +80,19 @@ def correlation_candidates(
         return []
     whole = correlator.window(large_edges, np.zeros(3, dtype=int))
     found: List[CorrelationCandidate] = []
-    for rotation in rotations:
-        if should_cancel is not None and should_cancel():
-            break
+    progress = progress or Progress()
+    for number, rotation in enumerate(rotations):
+        progress.check_cancel("during the edge correlation")
+        progress.report(0.8 * number / max(1, len(rotations)), f"search: edge correlation ({number}/{len(rotations)})")
         candidate = correlator.best(rotation, whole)
         if candidate is not None:
             found.append(candidate)
     coarse = _distinct_best(found, correlator.center, _REFINED_PER_RESULT * count)
     refined = []
-    for candidate in coarse:
-        if should_cancel is not None and should_cancel():
-            break
-        refined.append(correlator.refine(candidate, large_edges))
+    for number, candidate in enumerate(coarse):
+        progress.check_cancel("during the edge correlation")
+        progress.report(0.8 + 0.2 * number / len(coarse), "search: refining the edge correlation's rotations")
+        refined.append(correlator.refine(candidate, large_edges, progress))
     return _distinct_best(refined or coarse, correlator.center, count)
 
 
@@ -146,7 +148,8 @@ class _Correlator:
         matrix[:3, 3] = position - rotation @ self.center
         return CorrelationCandidate(matrix, float(ncc[best]))
 
-    def refine(self, candidate: CorrelationCandidate, large_edges: np.ndarray) -> CorrelationCandidate:
+    def refine(self, candidate: CorrelationCandidate, large_edges: np.ndarray, progress: Progress
+               ) -> CorrelationCandidate:
         """Greedy rotation steps about the small image's axes, shifts searched in a window around the pose."""
         position = candidate.matrix[:3, :3] @ self.center + candidate.matrix[:3, 3]
         reach = int(np.ceil(_REFINE_REACH_MM / self.spacing))
@@ -157,6 +160,7 @@ class _Correlator:
         current = self.best(candidate.matrix[:3, :3], window) or candidate
         for step in _REFINE_STEPS_DEG:
             for _ in range(4):  # a few moves per step size: the coarse grid is at most ~17 deg off
+                progress.check_cancel("during the edge correlation")
                 turns = [
                     current.matrix[:3, :3] @ rotation_matrix(np.radians(sign * step) * axis)
                     for axis in np.eye(3)

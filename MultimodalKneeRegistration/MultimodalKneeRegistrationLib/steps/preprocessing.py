@@ -13,8 +13,8 @@ from typing import List, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import Box, apply_matrix, index_to_physical_matrix
+from ..errors import InputError
+from ..geometry import Box, apply_matrix, index_to_physical_matrix
 
 _SUPPORTED_SCALARS = {
     sitk.sitkUInt8,
@@ -130,6 +130,20 @@ def downsample(image: sitk.Image, factors: Sequence[int]) -> sitk.Image:
         factors = [min(f, s) for f, s in zip(factors, image.GetSize())]
         image = sitk.BinShrink(image, factors)
     return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def working_image(image, factors: Sequence[int]) -> sitk.Image:
+    """The working copy of an input: block-averaged by ``factors`` as float32, intensities windowed.
+
+    ``image`` is a SimpleITK image, or a source that block-averages itself while it reads
+    (``block_averaged(factors)``: a file read in slabs, a Slicer volume node), so a micro-CT larger
+    than memory never has to be held whole.
+    """
+    if hasattr(image, "block_averaged"):
+        block = image.block_averaged(factors)
+    else:
+        block = downsample(replace_non_finite(image), factors)
+    return window_intensities(block)
 
 
 def crop_to_box(image: sitk.Image, box: Box) -> sitk.Image:

@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import index_to_physical_matrix
+from ..errors import InputError
+from ..geometry import index_to_physical_matrix
 
 #: Default HU threshold for bone (cancellous bone is ~200-400 HU, cortex > 1000 HU).
 BONE_THRESHOLD_HU = 200.0

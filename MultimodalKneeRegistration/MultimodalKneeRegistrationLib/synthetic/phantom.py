@@ -18,13 +18,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .geometry import (
+from ..errors import InputError
+from ..geometry import (
+    affine_from_matrix,
     apply_matrix,
     corner_points,
     index_to_physical_matrix,
     is_linear,
-    matrix_to_affine_transform,
     rotation_angle_deg,
     transform_to_matrix,
 )
@@ -417,7 +417,7 @@ def make_registration_pair(kind: str = "microct-mri", offset=(10.0, 8.0), *,
     truth_matrix = transform_to_matrix(truth)
     shank = truth_matrix @ transform_to_matrix(moving_phantom.flexion_transform()) @ np.linalg.inv(
         transform_to_matrix(fixed_phantom.flexion_transform()))
-    bones = {b: truth if b not in SHANK_BONES else matrix_to_affine_transform(shank) for b in BONES}
+    bones = {b: truth if b not in SHANK_BONES else affine_from_matrix(shank) for b in BONES}
     rotation = rotation_angle_deg(truth_matrix)
     shift = np.linalg.norm(truth.TransformPoint(fixed_grid.center) - np.asarray(fixed_grid.center))
     description = (f"phantom {kind}: fixed {fixed.GetSize()} at {fixed.GetSpacing()} mm, moving "

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
-from .errors import InputError
-from .settings import TRANSFORM_STAGES
+from ..errors import InputError
+from ..settings import TRANSFORM_STAGES
 
 #: Parameter names (``<name>`` elements of BRAINSFit.xml) this module may emit.
 BRAINSFIT_PARAMETER_NAMES = frozenset(
@@ -58,16 +58,21 @@ BRAINSFIT_INITIALIZE_MODES = (
 STAGE_FLAGS = {"Rigid": "useRigid", "ScaleVersor3D": "useScaleVersor3D", "Affine": "useAffine"}
 #: BRAINSFit's own default (1 radian weighs like 1000 mm); kept explicit so a run is reproducible.
 TRANSLATION_SCALE = 1000.0
-#: BRAINSFit's own iteration cap. Its regular-step descent stops by itself once the step falls below
-#: ``minimumStepLength``; the cap only has to be high enough not to cut that short. The plan's count
-#: is used as it is when the core's engine uses the same optimiser (``RegularStepGradientDescent``);
-#: a line-search optimiser needs far fewer iterations, which would stop BRAINSFit early.
+#: BRAINSFit's own step lengths (BRAINSFit.xml defaults). For its rigid stages these are unitless
+#: steps of the regular-step optimiser over scaled versor and translation parameters (scales 1 and
+#: 1/translationScale, ``BRAINSCommonLib/genericRegistrationHelper.hxx``), not millimetres: the
+#: SimpleITK engine's ``max_step_mm`` (2.0) sent here was 40x BRAINSFit's default.
+MAXIMUM_STEP_LENGTH = 0.05
+MINIMUM_STEP_LENGTH = 0.001
+RELAXATION_FACTOR = 0.5
+#: BRAINSFit's own iteration cap (its default). Its regular-step descent stops by itself once the step
+#: falls below ``minimumStepLength``; the cap only has to be high enough not to cut that short, so the
+#: plan's count (15 Powell sweeps for the SimpleITK engine) is used only when it is larger.
 BRAINSFIT_ITERATION_CAP = 1500
 
 
 def brainsfit_parameters(
     plan,
-    settings,
     *,
     fixed_volume: str,
     moving_volume: str,
@@ -89,7 +94,7 @@ def brainsfit_parameters(
     our multi-start "search" must have run first.
 
     Example:
-        >>> params = brainsfit_parameters(plan, settings, fixed_volume="vtkMRMLScalarVolumeNode1",
+        >>> params = brainsfit_parameters(plan, fixed_volume="vtkMRMLScalarVolumeNode1",
         ...     moving_volume="vtkMRMLScalarVolumeNode2", linear_transform="vtkMRMLLinearTransformNode4",
         ...     initial_transform="vtkMRMLLinearTransformNode3",
         ...     fixed_voxel_count=2_000_000)  # doctest: +SKIP
@@ -105,7 +110,7 @@ def brainsfit_parameters(
             raise InputError(
                 f"BRAINSFit needs {name.replace('_', ' ')}", f"pass a node ID or a path as {name}"
             )
-    stages = tuple(plan.transform_stages)
+    stages = tuple(plan.optimizer.transform_stages)
     unknown = [s for s in stages if s not in STAGE_FLAGS]
     if not stages or unknown:
         raise InputError(
@@ -123,16 +128,16 @@ def brainsfit_parameters(
         "linearTransform": linear_transform,
         "initializeTransformMode": _initialize_mode(plan.initialize_transform_mode, initial_transform),
         "samplingPercentage": _sampling_fraction(plan, fixed_voxel_count),
-        "numberOfIterations": _iterations(plan, settings),
+        "numberOfIterations": max(int(plan.optimizer.number_of_iterations), BRAINSFIT_ITERATION_CAP),
         "numberOfHistogramBins": int(plan.number_of_histogram_bins),
-        "maximumStepLength": float(settings.max_step_mm),
-        "minimumStepLength": float(settings.min_step_mm),
-        "relaxationFactor": float(settings.relaxation_factor),
+        "maximumStepLength": MAXIMUM_STEP_LENGTH,
+        "minimumStepLength": MINIMUM_STEP_LENGTH,
+        "relaxationFactor": RELAXATION_FACTOR,
         "translationScale": TRANSLATION_SCALE,
         "costMetric": "MMI",
         "histogramMatch": False,
         "maskProcessingMode": "ROI" if fixed_mask is not None else "NOMASK",
-        "numberOfThreads": int(settings.number_of_threads) if settings.number_of_threads else -1,
+        "numberOfThreads": _threads(plan.execution),
     }
     for stage, flag in STAGE_FLAGS.items():
         parameters[flag] = stage in stages
@@ -164,10 +169,11 @@ def _initialize_mode(plan_mode: str, initial_transform: Optional[str]) -> str:
     return plan_mode
 
 
-def _iterations(plan, settings) -> int:
-    if getattr(settings, "optimizer", "RegularStepGradientDescent") == "RegularStepGradientDescent":
-        return int(plan.number_of_iterations)
-    return max(int(plan.number_of_iterations), BRAINSFIT_ITERATION_CAP)
+def _threads(execution) -> int:
+    """One thread when results must repeat (BRAINSFit's Mattes sums are threaded), else the user's count."""
+    if execution.deterministic:
+        return 1
+    return int(execution.number_of_threads) if execution.number_of_threads else -1
 
 
 def _sampling_fraction(plan, fixed_voxel_count: Optional[int]) -> float:

@@ -1,0 +1,156 @@
+"""BRAINSFit as an engine of the one registration path: same plan, same start, same checks.
+
+Why: Slicer users trust General Registration (BRAINS); batch users who have Slicer installed have
+its BRAINSFit executable too. Its failures on MRI <-> micro-CT came from what it was given (a far
+start, 0.2% sampling of a 1 GB image, a large image to search), not from its optimiser. Here it gets
+the working images the pipeline prepared, our search's start (``initializeTransformMode`` Off), the
+plan's sampling and BRAINSFit's own step scales; the pipeline then measures and checks its result
+exactly as it does the SimpleITK engine's.
+
+How BRAINSFit is run is pluggable (``runner``): outside Slicer, the executable in a subprocess
+(``BrainsFitExecutable``); inside Slicer, Slicer's CLI module logic
+(``MultimodalKneeRegistrationSlicer.brainsfit_runner``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Optional, Protocol, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from ..progress import Progress
+from ..results import StageResult
+from .base import EngineOutput
+from .brainsfit_parameters import brainsfit_parameters
+from .external_process import run_external
+
+#: Where Slicer installs keep BRAINSFit (relative to the install's root), for ``find_brainsfit``.
+_SLICER_CLI_GLOBS = ("lib/Slicer-*/cli-modules/BRAINSFit", "Contents/lib/Slicer-*/cli-modules/BRAINSFit")
+_SLICER_ROOT_GLOBS = ("/Applications/Slicer*.app", "~/Slicer*", "/opt/Slicer*", "/usr/local/Slicer*")
+
+
+class BrainsFitRunner(Protocol):
+    """Runs BRAINSFit once on images and returns its linear transform (fixed -> moving, LPS)."""
+
+    def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, parameters: dict,
+            progress: Progress) -> Tuple[sitk.Transform, str]:
+        """``parameters`` has every BRAINSFit.xml name but the volumes and transforms, which the
+        runner fills in (file paths or node IDs). Returns (transform, BRAINSFit's output text)."""
+        ...
+
+
+class BrainsFitEngine:
+    """The ``RegistrationEngine`` that hands the prepared working images to BRAINSFit."""
+
+    name = "BRAINSFit"
+
+    def __init__(self, runner: Optional[BrainsFitRunner] = None) -> None:
+        self.runner = runner if runner is not None else BrainsFitExecutable(find_brainsfit())
+
+    def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress
+            ) -> EngineOutput:
+        began = time.perf_counter()
+        parameters = brainsfit_parameters(
+            plan, fixed_volume="<fixed>", moving_volume="<moving>", linear_transform="<result>",
+            initial_transform="<initial>", fixed_voxel_count=int(np.prod(fixed.GetSize())),
+        )
+        for key in ("fixedVolume", "movingVolume", "linearTransform", "initialTransform"):
+            del parameters[key]
+        transform, output = self.runner.run(fixed, moving, initial, parameters, progress)
+        stage = StageResult(
+            "BRAINSFit " + "+".join(plan.optimizer.transform_stages), -1, _stop_condition(output), np.nan,
+            time.perf_counter() - began, endpoint=transform,
+        )
+        return EngineOutput(transform=transform, stages=[stage])
+
+
+class BrainsFitExecutable:
+    """BRAINSFit run as a program: images and transforms through temporary files, a cancellable run."""
+
+    def __init__(self, command) -> None:
+        self.command = list(command) if not isinstance(command, (str, Path)) else [str(command)]
+
+    def run(self, fixed, moving, initial, parameters, progress: Progress):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mkr-brainsfit-") as folder:
+            files = {name: str(Path(folder) / name) for name in ("fixed.nrrd", "moving.nrrd", "initial.tfm",
+                                                                 "result.tfm")}
+            sitk.WriteImage(fixed, files["fixed.nrrd"])
+            sitk.WriteImage(moving, files["moving.nrrd"])
+            sitk.WriteTransform(initial, files["initial.tfm"])
+            arguments = {**parameters, "fixedVolume": files["fixed.nrrd"], "movingVolume": files["moving.nrrd"],
+                         "initialTransform": files["initial.tfm"], "linearTransform": files["result.tfm"]}
+            output = run_external(self.command + command_line_arguments(arguments), "BRAINSFit", progress)
+            if not Path(files["result.tfm"]).is_file():
+                from ..errors import RegistrationFailedError
+
+                raise RegistrationFailedError("BRAINSFit ended without writing its transform",
+                                              "rerun with --debug to see its output")
+            return _read_linear(files["result.tfm"]), output
+
+
+def command_line_arguments(parameters: dict) -> list:
+    """BRAINSFit.xml parameters as command-line flags (booleans are bare flags, vectors comma-joined)."""
+    arguments = []
+    for name, value in parameters.items():
+        if isinstance(value, bool):
+            arguments += [f"--{name}"] if value else []
+        elif isinstance(value, (list, tuple)):
+            arguments += [f"--{name}", ",".join(str(v) for v in value)]
+        else:
+            arguments += [f"--{name}", str(value)]
+    return arguments
+
+
+def find_brainsfit(explicit: Optional[str] = None) -> list:
+    """The command that runs BRAINSFit: ``explicit``, ``$BRAINSFIT``, ``PATH``, or a Slicer install.
+
+    A BRAINSFit inside a Slicer install needs Slicer's libraries, so it is run through Slicer's
+    launcher (``Slicer --launch BRAINSFit``). Raises ``InputError`` saying where to get one.
+    """
+    for candidate in (explicit, os.environ.get("BRAINSFIT"), shutil.which("BRAINSFit")):
+        if candidate:
+            path = Path(candidate).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise InputError(f"BRAINSFit '{path}' is not an executable file", "check the path")
+            return _launched(path)
+    for root in (os.environ.get("SLICER_HOME"), *_SLICER_ROOT_GLOBS):
+        for folder in sorted(glob.glob(os.path.expanduser(root or "")), reverse=True):
+            for pattern in _SLICER_CLI_GLOBS:
+                found = sorted(glob.glob(os.path.join(folder, pattern)), reverse=True)
+                if found:
+                    return _launched(Path(found[0]))
+    raise InputError(
+        "BRAINSFit was not found",
+        "give its path with --brainsfit PATH (or $BRAINSFIT), put it on PATH, or install 3D Slicer, which "
+        "ships it as lib/Slicer-X.Y/cli-modules/BRAINSFit; or use the SimpleITK engine",
+    )
+
+
+def _launched(path: Path) -> list:
+    launcher = path.parents[3] / "Slicer" if len(path.parents) > 3 else None
+    if path.parent.name == "cli-modules" and launcher is not None and launcher.is_file():
+        return [str(launcher), "--launch", str(path)]
+    return [str(path)]
+
+
+def _read_linear(path: str) -> sitk.Transform:
+    transform = sitk.ReadTransform(path)
+    if transform.GetName() == "CompositeTransform":
+        transform = sitk.CompositeTransform(transform).GetNthTransform(0)
+    return transform
+
+
+def _stop_condition(output_text: str) -> str:
+    """BRAINSFit's last words about convergence, if it printed any."""
+    lines = [line.strip() for line in (output_text or "").splitlines() if line.strip()]
+    stops = [line for line in lines if "stop" in line.lower() or "converge" in line.lower()]
+    return (stops[-1] if stops else (lines[-1] if lines else "BRAINSFit completed"))[:200]

@@ -1,0 +1,139 @@
+"""``run``: one registration and everything a person gets from it, in memory; writers are apart.
+
+Why: the command line, the demo, batch runs and the Slicer logic all register, maybe per bone,
+resample, draw the QC picture and report. They did so each their own way (two reports with different
+keys). ``run`` does it once and returns a ``RunOutcome``; ``outputs.writers.write_outputs`` writes it
+as one set of files, or nothing.
+
+Example:
+    >>> outcome = run(ct, mr, settings_for_preset("mri-ct"), inputs={"fixed": "CT.nrrd", "moving": "MR.nrrd"})
+    >>> write_outputs(outcome, "out")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import RegistrationFailedError
+from .outputs.grids import resample_grid
+from .outputs.qc_image import render_qc
+from .outputs.report import build_report
+from .pipeline import DEFAULT_PRESET, register, resample_moving
+from .progress import Progress, ProgressCallback
+from .results import RegistrationResult
+from .settings import PRESETS, RegistrationSettings
+from .steps.inspection import inspect_pair
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced: the result (or the refused one), per-bone results, images and the report."""
+
+    result: Optional[RegistrationResult]
+    refusal: Optional[RegistrationFailedError]
+    report: Dict[str, Any]
+    per_bone: Any = None
+    resampled: Optional[sitk.Image] = None
+    qc: Optional[np.ndarray] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``ok``, or ``refused`` when the result failed its sanity checks (no transform is handed out)."""
+        return "refused" if self.refusal is not None else "ok"
+
+    @property
+    def transform(self) -> Optional[sitk.Transform]:
+        """The accepted fixed -> moving transform (None when refused)."""
+        return None if self.refusal is not None or self.result is None else self.result.transform
+
+
+def run(
+    fixed: sitk.Image,
+    moving: sitk.Image,
+    settings: Optional[RegistrationSettings] = None,
+    *,
+    engine: Any = "SimpleITK",
+    initial_transform: Optional[sitk.Transform] = None,
+    bone_labels: Any = None,
+    labels_space: str = "fixed",
+    resample: Union[bool, sitk.Image, None] = True,
+    resample_spacing_mm: Optional[float] = None,
+    qc_mode: Optional[str] = "edges",
+    inputs: Optional[Dict[str, Any]] = None,
+    command: Optional[str] = None,
+    kind: str = "register",
+    progress: Union[Progress, ProgressCallback, None] = None,
+    should_cancel: Optional[Callable[[], bool]] = None,
+) -> RunOutcome:
+    """Register, then (when accepted) register each bone and resample; draw the QC picture; report.
+
+    ``resample``: True for the fixed grid (a coarser copy above ``outputs.grids.AUTO_RESAMPLE_VOXELS``
+    voxels, or with at least ``resample_spacing_mm``), an image for its grid, False for none.
+    ``qc_mode`` None draws no picture. A refused result is not raised: the outcome says
+    ``status == "refused"`` and still carries its report and QC picture, so the caller can write
+    them and exit with the refusal's code. Other errors (bad input, cancel) are raised.
+    """
+    began, cpu = time.perf_counter(), time.process_time()
+    settings = settings or PRESETS[DEFAULT_PRESET]
+    progress = Progress.wrap(progress, should_cancel)
+    inspection = inspect_pair(fixed, moving, initial_transform, settings.choices.initialize_transform_mode)
+    share = 0.75 if bone_labels is not None else 0.9
+    refusal, result = None, None
+    try:
+        result = register(fixed, moving, settings, engine=engine, initial_transform=initial_transform,
+                          progress=progress.sub(0.0, share))
+    except RegistrationFailedError as error:
+        refusal, result = error, getattr(error, "result", None)
+    outcome = RunOutcome(result, refusal, {})
+    if refusal is None and bone_labels is not None:
+        from .bones.per_bone import register_per_bone
+
+        outcome.per_bone = register_per_bone(fixed, moving, result, bone_labels, settings,
+                                             progress.sub(share, 0.9), labels_space=labels_space)
+    progress.report(0.9, "resampling and drawing the QC picture", force=True)
+    _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)
+    outcome.report = build_report(
+        outcome, inputs=inputs or {}, inspection=inspection, command=command, kind=kind,
+        resources={"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu},
+    )
+    progress.done("done")
+    return outcome
+
+
+def _pictures(outcome: RunOutcome, fixed, moving, resample, spacing_mm, qc_mode) -> None:
+    """The resampled moving image (accepted results only) and the QC picture (any result)."""
+    result = outcome.result
+    if result is None:
+        return
+    if outcome.refusal is None and resample is not False and resample is not None:
+        reference, note = (resample, None) if isinstance(resample, sitk.Image) else resample_grid(fixed, spacing_mm)
+        outcome.resampled = resample_moving(fixed, moving, result.transform, reference)
+        if note:
+            outcome.notes.append(note)
+    if qc_mode:
+        outcome.qc = render_qc(fixed, moving, qc_mode, transform=result.transform, caption=_caption(outcome))
+
+
+def _caption(outcome: RunOutcome) -> List[str]:
+    """The QC picture's verdict and key numbers."""
+    result = outcome.result
+    checks = result.sanity
+    verdict = "PASSED ITS CHECKS" if outcome.refusal is None else "REFUSED: " + "; ".join(
+        name.replace("_", " ") for name, check in checks.items() if not check.get("passed", True))
+    shared = checks.get("shared_information", {}).get("value")
+    overlap = checks.get("overlap_after", {}).get("value")
+    numbers = f"MATTES MI {result.metric_before:.3f} -> {result.metric_after:.3f}"
+    if shared is not None:
+        numbers += f"   SHARED INFORMATION {shared:.2f}"
+    if overlap is not None:
+        numbers += f"   OVERLAP {100 * overlap:.0f}%"
+    confidence = getattr(result, "confidence", None)
+    if confidence is not None:
+        numbers += f"   CONFIDENCE {confidence:.2f}"
+    return [verdict, numbers]

@@ -1,0 +1,76 @@
+"""Checks that a ``RegistrationSettings`` can work, each failure one ``InputError`` saying what to do.
+
+Why: a knob outside its range (a sampling fraction of 5 instead of 0.05, a spacing multiplier of
+0.5) must be refused before an hour of work, in words a user can act on, whichever front end (the
+command line, the Slicer panel, a script) set it.
+"""
+
+from __future__ import annotations
+
+from .errors import InputError
+
+
+def validate_settings(settings) -> None:
+    """Raise ``InputError`` naming the first setting of ``settings`` that cannot work."""
+    for check in (_check_modes, _check_choices, _check_budgets, _check_optimizer):
+        check(settings)
+
+
+def _check_modes(settings) -> None:
+    from .settings import INITIALIZE_MODES, OPTIMIZERS, TRANSFORM_STAGES
+
+    mode = settings.choices.initialize_transform_mode
+    if mode not in INITIALIZE_MODES:
+        raise InputError(f"unknown initialize_transform_mode {mode!r}", f"use one of {', '.join(INITIALIZE_MODES)}")
+    stages = settings.optimizer.transform_stages
+    if not stages or any(s not in TRANSFORM_STAGES for s in stages):
+        raise InputError(
+            f"transform_stages {stages!r} is not a list of {', '.join(TRANSFORM_STAGES)}",
+            "give at least one stage, for example ('Rigid',) or ('Rigid', 'Affine')",
+        )
+    if stages[0] != "Rigid":
+        raise InputError("the first transform stage must be 'Rigid'", "start the stages with 'Rigid'")
+    if settings.optimizer.method not in OPTIMIZERS:
+        raise InputError(f"unknown optimizer {settings.optimizer.method!r}", f"use one of {', '.join(OPTIMIZERS)}")
+
+
+def _check_choices(settings) -> None:
+    choices = settings.choices
+    if choices.sampling_percentage is not None and not 0.0 < choices.sampling_percentage <= 1.0:
+        raise InputError(
+            f"sampling_percentage {choices.sampling_percentage} is outside (0, 1]",
+            "give a fraction such as 0.05 (5% of the voxels) or leave it to the planner",
+        )
+    if choices.spacing_multiplier is not None and choices.spacing_multiplier < 1.0:
+        raise InputError(
+            f"spacing_multiplier {choices.spacing_multiplier} is below 1",
+            "use 1 (no downsampling) or more, or leave it to the planner",
+        )
+    if choices.roi_margin_mm < 0:
+        raise InputError(f"roi_margin_mm {choices.roi_margin_mm} is negative", "use 0 or more")
+
+
+def _check_budgets(settings) -> None:
+    planning = settings.planning
+    if planning.working_voxel_budget < 10_000:
+        raise InputError("working_voxel_budget must be at least 10000", "raise it")
+    if planning.number_of_histogram_bins < 8:
+        raise InputError("number_of_histogram_bins must be at least 8", "raise it")
+    if len(planning.shrink_factors) != len(planning.smoothing_sigmas_mm) or not planning.shrink_factors:
+        raise InputError(
+            "shrink_factors and smoothing_sigmas_mm must have the same, non-zero length",
+            "give one smoothing sigma per pyramid level",
+        )
+
+
+def _check_optimizer(settings) -> None:
+    optimizer = settings.optimizer
+    if optimizer.resample_rounds < 1 or optimizer.powell_sweeps < 1:
+        raise InputError("resample_rounds and powell_sweeps must be at least 1", "raise them")
+    if optimizer.number_of_iterations < 1:
+        raise InputError("number_of_iterations must be at least 1", "raise it")
+    if not 0.0 <= optimizer.rotation_restarts_deg <= 45.0:
+        raise InputError(
+            f"rotation_restarts_deg {optimizer.rotation_restarts_deg} is outside [0, 45]",
+            "use 0 (off) or a few degrees, such as 4",
+        )
