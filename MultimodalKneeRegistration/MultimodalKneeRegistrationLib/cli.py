@@ -55,6 +55,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _spacing(text: str):
+    from .io.microct import parse_spacing
+
+    try:
+        return parse_spacing(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration settings (defaults come from the preset)")
     group.add_argument("--preset", default="mri-ct", choices=sorted(PRESETS),
@@ -63,6 +72,10 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--series-uid", metavar="UID", help="DICOM series to load from folders with several")
     group.add_argument("--fixed-series-uid", metavar="UID", help="series UID for the fixed folder only")
     group.add_argument("--moving-series-uid", metavar="UID", help="series UID for the moving folder only")
+    group.add_argument("--spacing", type=_spacing, metavar="MM", help="voxel size of TIFF/BMP slice folders "
+                       "without a SkyScan *_rec.log or TIFF tags: 0.02 or 0.02,0.02,0.04 (mm)")
+    group.add_argument("--fixed-spacing", type=_spacing, metavar="MM", help="voxel size of the fixed slice folder")
+    group.add_argument("--moving-spacing", type=_spacing, metavar="MM", help="voxel size of the moving slice folder")
     group.add_argument("--stages", metavar="LIST", help="transform stages, e.g. Rigid or Rigid,Affine")
     group.add_argument("--init-mode", choices=INITIALIZE_MODES, help="initialisation (default: search)")
     group.add_argument("--edge-correlation", choices=("auto", "on", "off"), default="auto",

@@ -136,10 +136,23 @@ def _load_inputs(args: argparse.Namespace):
     from .io.images import load_image
     from .io.transforms import read_transform
 
-    fixed = load_image(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image")
-    moving = load_image(args.moving, args.moving_series_uid or args.series_uid, "moving image")
+    fixed = load_image(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image",
+                       spacing=_folder_spacing(args, "fixed"))
+    moving = load_image(args.moving, args.moving_series_uid or args.series_uid, "moving image",
+                        spacing=_folder_spacing(args, "moving"))
     initial = read_transform(args.initial_transform) if args.initial_transform else None
     return fixed, moving, initial
+
+
+def _folder_spacing(args: argparse.Namespace, which: str):
+    """``--fixed-spacing``/``--moving-spacing``, else ``--spacing`` where that input is a slice folder."""
+    own = getattr(args, f"{which}_spacing", None)
+    if own is not None or args.spacing is None:
+        return own
+    from .io.microct import slice_files_in
+
+    path = Path(getattr(args, which)).expanduser()
+    return args.spacing if path.is_dir() and slice_files_in(path) else None
 
 
 def _inputs(args: argparse.Namespace, fixed, moving) -> Dict[str, object]:

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 SERIES_UID_KEY = "0020|000e"
 
 #: Extensions of formats SimpleITK reads: a file named so but unreadable is damaged, not foreign.
-_IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".dcm", ".hdr", ".img")
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".dcm", ".hdr", ".img")
 #: DICOM tags ``list-series`` shows.
 _DICOM_TAGS = {"description": "0008|103e", "modality": "0008|0060", "series_number": "0020|0011"}
 
@@ -84,7 +84,8 @@ def _series_listing(series: List[DicomSeriesInfo]) -> str:
     return "; ".join(s.describe() for s in series)
 
 
-def _read_dicom_series(folder: Path, series_uid: Optional[str], name: str) -> sitk.Image:
+def choose_dicom_series(folder: Path, series_uid: Optional[str], name: str) -> DicomSeriesInfo:
+    """The one series of ``folder`` to read (``series_uid``'s, or the only one); ``InputError`` otherwise."""
     series = list_dicom_series(folder)
     if not series:
         raise InputError(f"{name} folder '{folder}' holds no DICOM series",
@@ -102,6 +103,11 @@ def _read_dicom_series(folder: Path, series_uid: Optional[str], name: str) -> si
                          "--moving-series-uid)")
     else:
         info = series[0]
+    return info
+
+
+def _read_dicom_series(folder: Path, series_uid: Optional[str], name: str) -> sitk.Image:
+    info = choose_dicom_series(folder, series_uid, name)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(info.files))
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -128,22 +134,28 @@ def _check_slice_spacing(reader: sitk.ImageSeriesReader, image: sitk.Image, info
                 positions.append([float(v) for v in values[:3]])
             except ValueError:
                 return
-    if len(positions) < 3 or image.GetDimension() != 3:
+    if image.GetDimension() == 3:
+        check_slice_positions(positions, image.GetDirection(), info.uid, folder)
+
+
+def check_slice_positions(positions: List[List[float]], direction, uid: str, folder: Path) -> None:
+    """Refuse duplicated or missing slices from their ImagePositionPatient values, in file order."""
+    if len(positions) < 3:
         return
-    normal = np.array(image.GetDirection()).reshape(3, 3)[:, 2]
+    normal = np.array(direction).reshape(3, 3)[:, 2]
     steps = np.diff(np.sort(np.array(positions) @ normal))
     nominal = float(np.median(steps))
     if nominal <= 1e-6 or steps.min() < 0.5 * nominal:
-        raise InputError(f"DICOM series {info.uid} in '{folder}' has several slices at the same position "
+        raise InputError(f"DICOM series {uid} in '{folder}' has several slices at the same position "
                          "(it holds more than one volume: echoes, phases or time points)",
                          "split the series into single volumes (for example in Slicer's DICOM module) "
                          "and give one of them")
     if steps.max() > 1.5 * nominal:
-        raise InputError(f"DICOM series {info.uid} in '{folder}' has a gap of {steps.max():.2f} mm between "
+        raise InputError(f"DICOM series {uid} in '{folder}' has a gap of {steps.max():.2f} mm between "
                          f"slices where {nominal:.2f} mm is expected (a slice is missing)",
                          "re-export the complete series")
     if steps.max() - steps.min() > 0.01 * nominal + 1e-3:
-        log.warning("slices of DICOM series %s are unevenly spaced (%.3f to %.3f mm)", info.uid,
+        log.warning("slices of DICOM series %s are unevenly spaced (%.3f to %.3f mm)", uid,
                     steps.min(), steps.max())
 
 
@@ -165,19 +177,30 @@ def _check_usable(image: sitk.Image, path: Path, name: str) -> sitk.Image:
     return image
 
 
-def load_image(path: PathLike, series_uid: Optional[str] = None, name: str = "image") -> sitk.Image:
-    """Read a 3D scalar image from a file SimpleITK reads or from a DICOM series folder.
+def load_image(path: PathLike, series_uid: Optional[str] = None, name: str = "image",
+               spacing=None) -> sitk.Image:
+    """Read a 3D scalar image from a file SimpleITK reads, a DICOM series folder, a folder of
+    TIFF/BMP slices (micro-CT) or a Scanco .isq/.aim file (.aim with the ``scanco`` extra).
 
     ``name`` ("fixed image", "moving image") appears in error messages. A single DICOM file is
-    taken as a pointer to its series: the series holding it is loaded from its folder.
+    taken as a pointer to its series: the series holding it is loaded from its folder. ``spacing``
+    (mm, one number or three) is the voxel size of a slice folder without a SkyScan log or TIFF tags.
 
     Example:
         >>> ct = load_image("CT.nrrd", name="fixed image")
         >>> mr = load_image("MR_T2_dicom/", series_uid="1.3.6.1.4.1...", name="moving image")
+        >>> micro_ct = load_image("knee_rec/", spacing=0.02, name="moving image")
     """
+    from . import headers, microct
+
     path = Path(path).expanduser()
     if not path.exists():
         raise InputError(f"{name} '{path}' does not exist", "check the path and spelling")
+    if (path.is_dir() and microct.slice_files_in(path)) or microct.is_scanco_file(path) or spacing is not None:
+        header = headers.read_header(path, series_uid, spacing, name)
+        if header.file_format == "slice-stack":
+            return _check_usable(microct.read_slice_stack(header, name), path, name)
+        return _check_usable(microct.read_scanco(path, name), path, name)
     if path.is_dir():
         return _check_usable(_read_dicom_series(path, series_uid, name), path, name)
     reader = sitk.ImageFileReader()
@@ -185,7 +208,7 @@ def load_image(path: PathLike, series_uid: Optional[str] = None, name: str = "im
     with QuietItk():
         if reader.GetImageIOFromFileName(str(path)) == "":
             suffix = "".join(path.suffixes[-2:]).lower()
-            if suffix.endswith(_IMAGE_SUFFIXES):  # the name promises a format the bytes do not hold
+            if suffix.endswith(IMAGE_SUFFIXES):  # the name promises a format the bytes do not hold
                 raise InputError(f"cannot read {name} '{path}': it is not a valid {path.suffix} file "
                                  "(damaged, incomplete, or another format renamed)",
                                  "re-export or re-download the file") from None
