@@ -75,6 +75,9 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--spacing", type=_spacing, metavar="MM", help="voxel size of TIFF/BMP slice folders "
                        "without a SkyScan *_rec.log or TIFF tags: 0.02 or 0.02,0.02,0.04 (mm)")
     group.add_argument("--fixed-spacing", type=_spacing, metavar="MM", help="voxel size of the fixed slice folder")
+    group.add_argument("--stream-above-mb", type=float, default=256.0, metavar="MB",
+                       help="read inputs larger than this in slabs, block-averaged as they arrive, never whole "
+                            "(default: %(default)g; 0 streams every input that can be)")
     group.add_argument("--moving-spacing", type=_spacing, metavar="MM", help="voxel size of the moving slice folder")
     group.add_argument("--stages", metavar="LIST", help="transform stages, e.g. Rigid or Rigid,Affine")
     group.add_argument("--init-mode", choices=INITIALIZE_MODES, help="initialisation (default: search)")

@@ -21,6 +21,8 @@ from .errors import InputError, RegistrationFailedError
 from .progress import Progress
 
 log = logging.getLogger("knee-register")
+#: Inputs whose voxels take more memory than this are read in slabs, never whole (``--stream-above-mb``).
+DEFAULT_STREAM_ABOVE_MB = 256.0
 
 
 class ProgressPrinter:
@@ -133,15 +135,31 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _load_inputs(args: argparse.Namespace):
-    from .io.images import load_image
     from .io.transforms import read_transform
 
-    fixed = load_image(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image",
-                       spacing=_folder_spacing(args, "fixed"))
-    moving = load_image(args.moving, args.moving_series_uid or args.series_uid, "moving image",
-                        spacing=_folder_spacing(args, "moving"))
+    limit = getattr(args, "stream_above_mb", DEFAULT_STREAM_ABOVE_MB)
+    fixed = _input(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image",
+                   _folder_spacing(args, "fixed"), limit)
+    moving = _input(args.moving, args.moving_series_uid or args.series_uid, "moving image",
+                    _folder_spacing(args, "moving"), limit)
     initial = read_transform(args.initial_transform) if args.initial_transform else None
     return fixed, moving, initial
+
+
+def _input(path, series_uid, name: str, spacing, stream_above_mb: float):
+    """A large streamable input as a ``FileSource`` (read in slabs), anything else read whole."""
+    from .errors import KneeRegistrationError
+    from .io.headers import read_header
+    from .io.images import load_image
+    from .io.sources import FileSource
+
+    try:
+        header = read_header(path, series_uid, spacing, name)
+    except (KneeRegistrationError, RuntimeError, OSError, ValueError):
+        header = None  # load_image says what is wrong, in the words every other input gets
+    if header is not None and header.streamable and header.nbytes > stream_above_mb * 1e6:
+        return FileSource(path, series_uid, spacing, name, header)
+    return load_image(path, series_uid, name, spacing=spacing)
 
 
 def _folder_spacing(args: argparse.Namespace, which: str):
@@ -160,6 +178,8 @@ def _inputs(args: argparse.Namespace, fixed, moving) -> Dict[str, object]:
     from .io.images import SERIES_UID_KEY
 
     def uid(image):
+        if hasattr(image, "header"):  # a source read in slabs
+            return (image.header.layout or {}).get("uid") if isinstance(image.header.layout, dict) else None
         return image.GetMetaData(SERIES_UID_KEY) if image.HasMetaDataKey(SERIES_UID_KEY) else None
 
     return {"fixed": str(Path(args.fixed).resolve()), "moving": str(Path(args.moving).resolve()),
@@ -171,10 +191,11 @@ def _inputs(args: argparse.Namespace, fixed, moving) -> Dict[str, object]:
 def _bone_labels(args: argparse.Namespace, fixed, moving):
     """The bone labels for --per-bone and the image they belong to: the file, else the CT's bones."""
     from .bones.masks import load_bone_labels, looks_like_ct, segment_bones
+    from .io.sources import pixels
 
     if args.segmentation:
         return load_bone_labels(args.segmentation), args.segmentation_on
-    for space, image in (("fixed", fixed), ("moving", moving)):
+    for space, image in (("fixed", pixels(fixed, 64_000_000)), ("moving", pixels(moving, 64_000_000))):
         if looks_like_ct(image):
             return segment_bones(image, args.expected_bones), space
     raise InputError("--per-bone without --segmentation needs a CT (in Hounsfield units) to find the bones in",

@@ -30,6 +30,7 @@ from .geometry import (
     rigid_from_matrix,
     transform_to_matrix,
 )
+from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
 from .settings import PRESETS, RegistrationSettings
@@ -37,7 +38,7 @@ from .steps.checks import check_result
 from .steps.initialization import initialise
 from .steps.metrics import mattes_value
 from .steps.planning import RegistrationPlan, plan_registration
-from .steps.preprocessing import crop_to_box, validate_volume, working_image
+from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
 
 #: The preset used when none is given.
 DEFAULT_PRESET = "mri-ct"
@@ -88,6 +89,8 @@ def register(
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         progress.report(0.0, "planning resolution and field of view", force=True)
         plan = plan_registration(fixed, moving, settings)
+        for source in (s for s in (fixed, moving) if isinstance(s, VolumeSource)):
+            plan = plan.with_note(source.note)
         work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08))
         prepared = time.perf_counter() - began
         result, failures = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0))
@@ -242,19 +245,24 @@ def checked_start(initial_transform: Optional[sitk.Transform]) -> sitk.Transform
 
 
 def resample_moving(
-    fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, reference: Optional[sitk.Image] = None
+    fixed, moving, transform: sitk.Transform, reference: Optional[sitk.Image] = None
 ) -> sitk.Image:
     """``moving`` resampled onto the ``reference`` grid (default: ``fixed``'s) through ``transform``.
 
-    Integer inputs keep their pixel type (rounded), so the output is no larger than it must be.
+    Integer inputs keep their pixel type (rounded), so the output is no larger than it must be. A
+    source (``io.sources``) is block-averaged first to about the grid's spacing: the average is the
+    anti-aliasing a finer image needs, and the whole volume is never read.
     """
     grid = reference if reference is not None else fixed
+    pixel = moving.GetPixelID()
+    if isinstance(moving, VolumeSource):
+        moving = moving.block_averaged(shrink_factors_for_spacing(moving.GetSpacing(), min(grid.GetSpacing())))
     array = sitk.GetArrayViewFromImage(moving)
     background = float(np.min(array[::4, ::4, ::4]))
-    pixel = moving.GetPixelID()
     float_types = (sitk.sitkFloat32, sitk.sitkFloat64)
     output_type = pixel if pixel in float_types else sitk.sitkFloat32
-    resampled = sitk.Resample(moving, grid, transform, sitk.sitkLinear, background, output_type)
+    resampled = sitk.Resample(moving, list(grid.GetSize()), transform, sitk.sitkLinear, grid.GetOrigin(),
+                              grid.GetSpacing(), grid.GetDirection(), background, output_type)
     if pixel not in float_types:
         resampled = sitk.Cast(sitk.Round(resampled), pixel)
     return resampled

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import RegistrationFailedError
+from .io.sources import pixels, whole
 from .outputs.grids import resample_grid
 from .outputs.qc_image import render_qc
 from .outputs.report import build_report
@@ -94,7 +95,7 @@ def run(
     if refusal is None and bone_labels is not None:
         from .bones.per_bone import register_per_bone
 
-        outcome.per_bone = register_per_bone(fixed, moving, result, bone_labels, settings,
+        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, settings,
                                              progress.sub(share, 0.9), labels_space=labels_space)
     progress.report(0.9, "resampling and drawing the QC picture", force=True)
     _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)
@@ -117,7 +118,8 @@ def _pictures(outcome: RunOutcome, fixed, moving, resample, spacing_mm, qc_mode)
         if note:
             outcome.notes.append(note)
     if qc_mode:
-        outcome.qc = render_qc(fixed, moving, qc_mode, transform=result.transform, caption=_caption(outcome))
+        outcome.qc = render_qc(pixels(fixed), pixels(moving), qc_mode, transform=result.transform,
+                               caption=_caption(outcome))
 
 
 def _caption(outcome: RunOutcome) -> List[str]:

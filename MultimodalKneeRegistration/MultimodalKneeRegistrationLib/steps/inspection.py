@@ -20,6 +20,7 @@ from ..geometry import (
     overlap_fraction,
     physical_box,
 )
+from ..io.sources import pixels
 
 #: About this many voxels are read for the intensity statistics (a strided subsample).
 STAT_SAMPLES = 1_000_000
@@ -104,7 +105,7 @@ def summarize_image(image: sitk.Image, name: str = "image") -> ImageSummary:
     if image.GetNumberOfComponentsPerPixel() != 1:
         warnings.append(f"{name} has {image.GetNumberOfComponentsPerPixel()} values per voxel; "
                         "statistics use all of them")
-    sample = _intensity_sample(image)
+    sample = _intensity_sample(pixels(image))
     finite = sample[np.isfinite(sample)]
     non_finite = 1.0 - finite.size / max(sample.size, 1)
     if finite.size == 0:
@@ -114,7 +115,7 @@ def summarize_image(image: sitk.Image, name: str = "image") -> ImageSummary:
         low, high = float(finite.min()), float(finite.max())
         if high <= low and finite.size < image.GetNumberOfPixels() and non_finite == 0:
             extremes = sitk.MinimumMaximumImageFilter()  # a subsample can miss a small object
-            extremes.Execute(image)
+            extremes.Execute(pixels(image))
             low, high = float(extremes.GetMinimum()), float(extremes.GetMaximum())
         p1, p99 = (float(v) for v in np.percentile(finite, [1.0, 99.0]))
         if non_finite > 0:

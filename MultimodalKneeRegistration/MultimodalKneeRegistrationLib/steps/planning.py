@@ -58,6 +58,10 @@ class RegistrationPlan:
     def with_roi(self, roi: Box, note: str) -> RegistrationPlan:
         return dataclasses.replace(self, roi=roi, explanation=self.explanation + (note,))
 
+    def with_note(self, note: str) -> RegistrationPlan:
+        """The same plan with one more sentence of explanation."""
+        return dataclasses.replace(self, explanation=self.explanation + (note,))
+
     def with_initialization(self, mode: str, note: str) -> RegistrationPlan:
         """The same plan with another initialisation (the local refinement of the user's start)."""
         return dataclasses.replace(self, initialize_transform_mode=mode, explanation=self.explanation + (note,))

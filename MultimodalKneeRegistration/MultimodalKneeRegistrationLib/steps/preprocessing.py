@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..geometry import Box, apply_matrix, index_to_physical_matrix
+from ..io.sources import VolumeSource, pixels
 
 _SUPPORTED_SCALARS = {
     sitk.sitkUInt8,
@@ -37,7 +38,7 @@ def validate_volume(image: sitk.Image, name: str) -> List[str]:
         >>> validate_volume(sitk.Image(20, 20, 20, sitk.sitkInt16) + 1, "fixed")
         ['fixed image is constant (every voxel is 1): ...']  # doctest: +SKIP
     """
-    if not isinstance(image, sitk.Image):
+    if not isinstance(image, sitk.Image) and not isinstance(image, VolumeSource):
         raise InputError(
             f"the {name} image is a {type(image).__name__}, not an image", "pass a SimpleITK image"
         )
@@ -69,7 +70,7 @@ def validate_volume(image: sitk.Image, name: str) -> List[str]:
             "fix its header (direction cosines must be unit length and perpendicular)",
         )
     warnings = []
-    stats = _intensity_stats(image)
+    stats = _intensity_stats(pixels(image))
     if stats["non_finite"] > 0:
         warnings.append(
             f"{name} image has {stats['non_finite']} NaN/Inf voxels; they are treated as the lowest intensity"
@@ -140,7 +141,7 @@ def working_image(image, factors: Sequence[int]) -> sitk.Image:
     than memory never has to be held whole.
     """
     if hasattr(image, "block_averaged"):
-        block = image.block_averaged(factors)
+        block = replace_non_finite(image.block_averaged(factors))  # a NaN voxel spoils only its block
     else:
         block = downsample(replace_non_finite(image), factors)
     return window_intensities(block)
