@@ -24,3 +24,8 @@ echo "  inputs/fixed_microct.nrrd, inputs/moving_mri.nrrd  the synthetic pair (l
 echo "  inputs/true_transform.tfm                          the true fixed -> moving transform"
 echo "  transform.tfm, registered_moving.nrrd               the registration result"
 echo "  qc.png, report.json                                 the QC picture and the full report"
+echo
+echo "to register your own images with the same installation:"
+echo "  $VENV/bin/knee-register register FIXED MOVING --output-dir OUT      (or: source $VENV/bin/activate; knee-register ...)"
+echo "  $VENV/bin/knee-register --help"
+echo "to look at the result in 3D Slicer: see 'Load the results in 3D Slicer' in README.md"

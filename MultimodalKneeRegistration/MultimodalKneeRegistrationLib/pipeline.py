@@ -174,7 +174,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
         warnings=[f"sanity check failed: {text}" for text in failures], sanity=checks,
         passed_sanity_checks=not failures, overlap_after=checks["overlap_after"]["value"], engine=engine.name,
     )
-    progress.done("done")
+    progress.done("result checked")
     return result, failures
 
 

@@ -23,7 +23,7 @@ from MultimodalKneeRegistrationLib.geometry import point_distances
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.progress import Progress
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
 from testing_support import require_cli_binary
 
 MAX_MEAN_MM = 0.5

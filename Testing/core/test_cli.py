@@ -97,7 +97,7 @@ def test_register_writes_all_outputs_and_recovers_the_shift(pair, tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     again = run_cli("register", fixed.with_name("absent.nrrd"), moving, "--output-dir", out, *FAST)
     assert again.returncode == 3
-    assert "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert "already exist in" in again.stderr and "--overwrite" in again.stderr
     assert "%" not in again.stderr and "Traceback" not in again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
@@ -175,6 +175,9 @@ def test_dicom_folder_with_two_series(pair, tmp_path):
                      "--moving-series-uid", "1.2.826.0.1.3680043.2.1125.71", "--resample-spacing", "2")
     assert chosen.returncode == 0, chosen.stderr
     assert_recovers_shift(tmp_path / "out" / "transform.tfm")
+    inputs = json.loads((tmp_path / "out" / "report.json").read_text())["inputs"]
+    assert inputs["moving_series_uid"] == "1.2.826.0.1.3680043.2.1125.71"  # the series actually read
+    assert inputs["fixed_series_uid"] is None
     resampled = sitk.ReadImage(str(tmp_path / "out" / "registered_moving.nrrd"))
     assert resampled.GetSize() == (30, 30, 30) and resampled.GetSpacing() == (2.0, 2.0, 2.0)
     assert resampled.GetPixelID() == sitk.sitkInt16

@@ -25,7 +25,8 @@ from MultimodalKneeRegistrationLib.geometry import (
 )
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair, rigid_transform
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.phantom import rigid_transform
 
 MAX_MEAN_TRE_MM = 1.0
 MAX_TRE_MM = 2.5

@@ -28,7 +28,8 @@ from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
-from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.phantom import BONES
 
 FLEXION_DEG = 15.0
 CT_GRID = GridSpec((110, 110, 130), (1.0, 1.0, 1.0), center=(0.0, 5.0, 0.0))

@@ -15,15 +15,8 @@ import SimpleITK as sitk
 from core_test_helpers import build_grid, rotation_matrix
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.synthetic.phantom import (
-    BONES,
-    INTENSITIES,
-    LABELS,
-    GridSpec,
-    KneePhantom,
-    make_registration_pair,
-    rigid_transform,
-)
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, INTENSITIES, LABELS, KneePhantom, rigid_transform
 
 PATELLA = list(BONES["patella"])
 #: A rigid "truth" with every component non-zero.

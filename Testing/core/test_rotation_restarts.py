@@ -13,7 +13,8 @@ from MultimodalKneeRegistrationLib.engines.simpleitk_engine import _rotation_res
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair, rigid_transform
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.phantom import rigid_transform
 
 
 def test_six_restarts_turned_about_each_axis_through_the_centre():

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.io.sources import ArraySource, FileSource, preview_factors
 from MultimodalKneeRegistrationLib.steps.preprocessing import downsample
-from MultimodalKneeRegistrationLib.synthetic.phantom import make_registration_pair
+from MultimodalKneeRegistrationLib.synthetic.pairs import make_registration_pair
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2] / "MultimodalKneeRegistration"
 

@@ -27,7 +27,7 @@ from MultimodalKneeRegistrationLib.geometry import (  # noqa: E402
     transform_to_matrix,
 )
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.coordinates import rasMatrixFromTransform  # noqa: E402
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402
 from MultimodalKneeRegistrationSlicer.roi_adapter import addRoiNodeFromBox  # noqa: E402

@@ -25,7 +25,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
 from MultimodalKneeRegistrationLib.settings import PRESETS  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402
 
 MODULE_FILE = (

@@ -28,7 +28,8 @@ from MultimodalKneeRegistrationLib.geometry import (  # noqa: E402
     transform_to_matrix,
 )
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, GridSpec, KneePhantom, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, KneePhantom  # noqa: E402
 from MultimodalKneeRegistrationSlicer.coordinates import rasFromLpsPoints  # noqa: E402
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402
 from MultimodalKneeRegistrationSlicer.per_bone_adapter import segmentationSpace  # noqa: E402

@@ -20,7 +20,7 @@ from conftest import cliRunFunction  # noqa: E402
 from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import point_distances  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.cli_runner import runCliModule  # noqa: E402
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402

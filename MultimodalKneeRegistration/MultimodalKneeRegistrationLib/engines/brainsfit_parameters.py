@@ -90,8 +90,7 @@ def brainsfit_parameters(
     of the fixed image *as handed to BRAINSFit* (after cropping/downsampling): BRAINSFit samples a
     fraction of the fixed voxels, so the plan's sample count is turned into that fraction here.
     With ``initial_transform`` the initialisation is ours, so ``initializeTransformMode`` is "Off"
-    (BRAINSFit rejects a transform plus a mode); without one the plan's BRAINSFit mode is used, and
-    our multi-start "search" must have run first.
+    (BRAINSFit rejects a transform plus a mode); without one the plan's BRAINSFit mode is used.
 
     Example:
         >>> params = brainsfit_parameters(plan, fixed_volume="vtkMRMLScalarVolumeNode1",
@@ -101,27 +100,8 @@ def brainsfit_parameters(
         >>> params["initializeTransformMode"], params["samplingPercentage"]  # doctest: +SKIP
         ('Off', 0.05)
     """
-    for name, value in (
-        ("fixed_volume", fixed_volume),
-        ("moving_volume", moving_volume),
-        ("linear_transform", linear_transform),
-    ):
-        if not value:
-            raise InputError(
-                f"BRAINSFit needs {name.replace('_', ' ')}", f"pass a node ID or a path as {name}"
-            )
+    _check_request(plan, fixed_volume, moving_volume, linear_transform, fixed_mask, moving_mask)
     stages = tuple(plan.optimizer.transform_stages)
-    unknown = [s for s in stages if s not in STAGE_FLAGS]
-    if not stages or unknown:
-        raise InputError(
-            f"transform stages {stages!r} cannot be run by BRAINSFit",
-            f"use stages from {', '.join(TRANSFORM_STAGES)}",
-        )
-    if (fixed_mask is None) != (moving_mask is None):
-        raise InputError(
-            "BRAINSFit's ROI masking needs both a fixed and a moving mask", "give both or neither"
-        )
-
     parameters: Dict[str, Any] = {
         "fixedVolume": fixed_volume,
         "movingVolume": moving_volume,
@@ -151,6 +131,22 @@ def brainsfit_parameters(
         parameters["interpolationMode"] = "Linear"
         parameters["outputVolumePixelType"] = "float"
     return parameters
+
+
+def _check_request(plan, fixed_volume, moving_volume, linear_transform, fixed_mask, moving_mask) -> None:
+    for name, value in (
+        ("fixed_volume", fixed_volume),
+        ("moving_volume", moving_volume),
+        ("linear_transform", linear_transform),
+    ):
+        if not value:
+            raise InputError(f"BRAINSFit needs {name.replace('_', ' ')}", f"pass a node ID or a path as {name}")
+    stages = tuple(plan.optimizer.transform_stages)
+    if not stages or any(s not in STAGE_FLAGS for s in stages):
+        raise InputError(f"transform stages {stages!r} cannot be run by BRAINSFit",
+                         f"use stages from {', '.join(TRANSFORM_STAGES)}")
+    if (fixed_mask is None) != (moving_mask is None):
+        raise InputError("BRAINSFit's ROI masking needs both a fixed and a moving mask", "give both or neither")
 
 
 def _initialize_mode(plan_mode: str, initial_transform: Optional[str]) -> str:

@@ -19,6 +19,7 @@ def short_cause(error: BaseException) -> str:
         return type(error).__name__
     cause = lines[-1]
     cause = re.sub(r"^.*?(itk|sitk)::ERROR:\s*", "", cause)
+    cause = re.sub(r"^.*?ITK ERROR:\s*", "", cause)
     cause = re.sub(r"^\w+\(0x[0-9a-f]+\):\s*", "", cause)
     cause = re.sub(r"^\[\w+\]\s*", "", cause)
     return cause[:160]

@@ -50,7 +50,9 @@ def check_output_folder(output_dir: PathLike, overwrite: bool, names: List[str] 
         raise OutputError(f"the output folder '{folder}' is a file", "give a folder path with --output-dir")
     existing = [n for n in [*OUTPUT_NAMES.values(), *names] if (folder / n).exists()] if folder.is_dir() else []
     if existing and not overwrite:
-        raise OutputError(f"the output {' and '.join(existing)} already exists in '{folder}' (from an earlier run)",
+        what = f"the output {existing[0]} already exists" if len(existing) == 1 else \
+            f"the outputs {', '.join(existing)} already exist"
+        raise OutputError(f"{what} in '{folder}' (from an earlier run)",
                           "pass --overwrite to replace that run's outputs, or choose another --output-dir")
     parent = folder if folder.is_dir() else _existing_ancestor(folder)
     if not parent.is_dir():

@@ -43,9 +43,36 @@ def sanity_checks(
     ``checks`` holds the limits (``settings.checks``); ``max_rotation_deg`` None leaves the
     rotation check out (see ``rotation_limit_deg``).
     """
-    matrix = transform_to_matrix(transform)
-    scales = scale_factors(matrix)
-    results: Dict[str, dict] = {
+    scales = scale_factors(transform_to_matrix(transform))
+    results = _similarity_checks(metric_before, metric_after, explained, checks)
+    results["overlap_after"] = {"value": round(overlap_after, 4), "limit": f">= {checks.min_final_overlap_fraction}",
+                                "passed": overlap_after >= checks.min_final_overlap_fraction}
+    results["scale_factors"] = {"value": scales.round(4).tolist(),
+                                "limit": f"within 1 +/- {checks.max_scale_deviation}",
+                                "passed": bool(np.all(np.abs(scales - 1.0) <= checks.max_scale_deviation))}
+    messages = {
+        "metric_improved": "the similarity metric did not improve over the start",
+        "shared_information": (
+            f"at the result the images share little information (explained fraction {explained:.2f} < "
+            f"{checks.min_explained_fraction}): a look-alike pose, or a region one of the images barely shows"
+        ),
+        "overlap_after": f"after registration only {overlap_after:.0%} of the smaller image lies inside the other",
+        "scale_factors": f"the transform scales the image by {scales.round(3).tolist()}",
+    }
+    if max_rotation_deg is not None:
+        relative = np.linalg.inv(transform_to_matrix(start_transform)) @ transform_to_matrix(transform)
+        rotation = rotation_angle_deg(relative)
+        results["rotation_from_start_deg"] = {"value": round(rotation, 3), "limit": f"<= {max_rotation_deg:g}",
+                                              "passed": rotation <= max_rotation_deg}
+        messages["rotation_from_start_deg"] = (
+            f"the result rotates {rotation:.0f} deg away from the start, beyond what the initialisation explored"
+        )
+    failures = [messages[name] for name, check in results.items() if not check["passed"]]
+    return results, failures
+
+
+def _similarity_checks(metric_before, metric_after, explained: float, checks) -> Dict[str, dict]:
+    return {
         "metric_improved": {
             "value": None if metric_before is None else round(metric_before - metric_after, 6),
             "limit": "> 0 (Mattes MI is negative; lower is better)",
@@ -58,39 +85,7 @@ def sanity_checks(
             "limit": f">= {checks.min_explained_fraction} (mutual information / entropy of the sampled image)",
             "passed": explained >= checks.min_explained_fraction,
         },
-        "overlap_after": {
-            "value": round(overlap_after, 4),
-            "limit": f">= {checks.min_final_overlap_fraction}",
-            "passed": overlap_after >= checks.min_final_overlap_fraction,
-        },
-        "scale_factors": {
-            "value": scales.round(4).tolist(),
-            "limit": f"within 1 +/- {checks.max_scale_deviation}",
-            "passed": bool(np.all(np.abs(scales - 1.0) <= checks.max_scale_deviation)),
-        },
     }
-    messages = {
-        "metric_improved": "the similarity metric did not improve over the start",
-        "shared_information": (
-            f"at the result the images share little information (explained fraction {explained:.2f} < "
-            f"{checks.min_explained_fraction}): a look-alike pose, or a region one of the images barely shows"
-        ),
-        "overlap_after": f"after registration only {overlap_after:.0%} of the smaller image lies inside the other",
-        "scale_factors": f"the transform scales the image by {scales.round(3).tolist()}",
-    }
-    if max_rotation_deg is not None:
-        relative = np.linalg.inv(transform_to_matrix(start_transform)) @ matrix
-        rotation = rotation_angle_deg(relative)
-        results["rotation_from_start_deg"] = {
-            "value": round(rotation, 3),
-            "limit": f"<= {max_rotation_deg:g}",
-            "passed": rotation <= max_rotation_deg,
-        }
-        messages["rotation_from_start_deg"] = (
-            f"the result rotates {rotation:.0f} deg away from the start, beyond what the initialisation explored"
-        )
-    failures = [messages[name] for name, check in results.items() if not check["passed"]]
-    return results, failures
 
 
 def check_result(

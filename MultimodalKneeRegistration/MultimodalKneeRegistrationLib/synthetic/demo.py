@@ -24,7 +24,7 @@ from ..outputs.writers import write_outputs
 from ..progress import Progress, ProgressCallback
 from ..run import run
 from ..settings import settings_for_preset
-from .phantom import PhantomPair, make_registration_pair
+from .pairs import PhantomPair, make_registration_pair
 
 #: The demo's known offset (degrees, mm) and the errors (mm) it must stay within, as in the tests.
 DEMO_OFFSET = (10.0, 8.0)
