@@ -1,11 +1,11 @@
-"""``knee-register``: the command line (register, inspect, list-series, demo).
+"""``knee-register``: the command line (register, inspect, list-series, demo, batch).
 
 Why: a registration that "just works" must also work without Slicer, in scripts and on servers,
 and fail the way a person can act on: one paragraph saying what is wrong and what to do, an exit
 code a script can test, and never a half-written output or a silently overwritten one.
 
 Exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not writable,
-4 result failed its sanity checks, 130 interrupted.
+4 result failed its sanity checks, 5 a batch in which some pair did not succeed, 130 interrupted.
 
 Example:
     $ knee-register register CT.nrrd MR_T2_dicom/ --output-dir out --preset mri-ct
@@ -27,7 +27,8 @@ from .settings import INITIALIZE_MODES, PRESETS, RegistrationSettings, settings_
 
 log = logging.getLogger("knee-register")
 EPILOG = ("exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not writable or "
-          "already there, 4 result failed its sanity checks, 130 interrupted")
+          "already there, 4 result failed its sanity checks, 5 a batch with pairs that did not succeed, "
+          "130 interrupted")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -152,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="default: ./demo-output (an earlier demo's outputs there are replaced)")
     demo.add_argument("--quiet", action="store_true", help="print errors only")
     demo.add_argument("--debug", action="store_true", help="show tracebacks")
+    from .batch import add_batch_parser
+
+    add_batch_parser(commands)
     return parser
 
 

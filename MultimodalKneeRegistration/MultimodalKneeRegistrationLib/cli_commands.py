@@ -265,4 +265,11 @@ def cmd_demo(args: argparse.Namespace, printer: ProgressPrinter) -> int:
     return 0
 
 
-COMMANDS = {"register": cmd_register, "inspect": cmd_inspect, "list-series": cmd_list_series, "demo": cmd_demo}
+def cmd_batch(args: argparse.Namespace, printer: ProgressPrinter) -> int:
+    from .batch import run_batch_command
+
+    return run_batch_command(args)
+
+
+COMMANDS = {"register": cmd_register, "inspect": cmd_inspect, "list-series": cmd_list_series, "demo": cmd_demo,
+            "batch": cmd_batch}
