@@ -13,6 +13,8 @@ from typing import Iterator, Optional
 
 import SimpleITK as sitk
 
+from .progress import Progress
+
 #: Threads while a gradient-free optimiser (Powell) executes when deterministic. Metric *values* are
 #: summed per thread and merged in a fixed order, so a given thread count repeats exactly (another
 #: count changes the last bits and, through the optimiser, the result: hence one fixed count on every
@@ -68,3 +70,21 @@ def global_threads(count: Optional[int]) -> Iterator[None]:
         yield
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+def stop_on_cancel(method: sitk.ImageRegistrationMethod, progress: Progress, fraction, message: str) -> list:
+    """Report each iteration of ``method`` and stop it once cancellation is asked for.
+
+    ITK cannot raise from inside an iteration callback, so the method is stopped and the returned
+    flag (``flag[0]``) tells the caller to raise once ``Execute`` has returned.
+    """
+    stopped = [False]
+
+    def on_iteration() -> None:
+        progress.report(fraction(), message)
+        if progress.cancelled and not stopped[0]:
+            stopped[0] = True
+            method.StopRegistration()
+
+    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
+    return stopped

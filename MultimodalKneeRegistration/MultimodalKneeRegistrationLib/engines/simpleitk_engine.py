@@ -16,11 +16,17 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RegistrationFailedError
-from ..execution import execute_threads, global_threads, new_registration_method, without_gradient_images
+from ..execution import (
+    execute_threads,
+    global_threads,
+    new_registration_method,
+    stop_on_cancel,
+    without_gradient_images,
+)
 from ..geometry import rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
 from ..results import StageResult
-from ..steps.initialization import foreground_centroid, stop_on_cancel
+from ..steps.initialization import foreground_centroid
 from ..steps.metrics import mattes_value
 from .base import EngineOutput
 

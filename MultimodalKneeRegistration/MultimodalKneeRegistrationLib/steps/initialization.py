@@ -18,10 +18,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..execution import execute_threads, global_threads, new_registration_method
 from ..geometry import (
     apply_matrix,
-    as_versor,
     image_center,
     overlap_fraction,
     physical_box,
@@ -32,6 +30,7 @@ from ..geometry import (
 from ..progress import Progress
 from ..results import StageResult
 from .gradient_correlation import correlation_candidates, correlation_spacing
+from .local_search import pattern_search
 from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
 
@@ -246,57 +245,21 @@ def _refine_best(space: _PoseSpace, correlated, poses, plan, progress: Progress)
     for number, (score, candidate) in enumerate(chosen):
         progress.check_cancel("during the initial search")
         report = progress.sub(number / len(chosen), (number + 1) / len(chosen))
-        polished = _local_refine(space.small, space.large, candidate, plan, report)
-        if polished is not None:
-            refined.append((space.scorer.score(polished), polished))
+        polished = _pattern_refine(space, candidate, plan, report)
+        refined.append((space.scorer.score(polished), polished))
         if id(candidate) in correlated_ids:
-            # A correlated pose is already within a few mm; the coarse gradient descent can walk it
-            # away (porcine micro-CT cube: 2.2 mm, score 0.40 -> 21.5 mm, score 0.06), so it competes
-            # unrefined too. Grid poses do not: unrefined, their lucky scores mislead the porcine pair.
+            # A correlated pose is already within a few mm and competes unrefined too (a gradient descent
+            # once walked the porcine cube's 2.2 mm pose out to 21.5 mm). Grid poses do not: unrefined,
+            # their lucky scores misled the porcine pair.
             refined.append((score, candidate))
     return refined or poses[:1]
 
 
-def _local_refine(fixed, moving, transform, plan, progress: Progress) -> Optional[sitk.VersorRigid3DTransform]:
-    """60 regular-step iterations at the search spacing; None when the samples leave ``moving``."""
-    method = new_registration_method(plan.execution)
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(min(1.0, 20_000 / max(1, _voxels(fixed))), plan.optimizer.random_seed)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=plan.search_spacing_mm, minStep=0.05, numberOfIterations=60, relaxationFactor=0.6,
-        gradientMagnitudeTolerance=1e-10,
-    )
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetInitialTransform(sitk.VersorRigid3DTransform(transform), inPlace=False)
-    stopped = stop_on_cancel(method, progress, lambda: method.GetOptimizerIteration() / 60.0, "search: refining")
-    try:
-        with global_threads(execute_threads(plan.execution, uses_gradient=True)):
-            result = method.Execute(fixed, moving)
-    except RuntimeError:  # samples left the moving image: this candidate is not viable
-        return None
-    if stopped[0]:
-        progress.check_cancel("during the initial search")
-    return as_versor(result)
-
-
-def stop_on_cancel(method: sitk.ImageRegistrationMethod, progress: Progress, fraction, message: str) -> list:
-    """Report each iteration of ``method`` and stop it once cancellation is asked for.
-
-    ITK cannot raise from inside an iteration callback, so the method is stopped and the returned
-    flag (``flag[0]``) tells the caller to raise once ``Execute`` has returned.
-    """
-    stopped = [False]
-
-    def on_iteration() -> None:
-        progress.report(fraction(), message)
-        if progress.cancelled and not stopped[0]:
-            stopped[0] = True
-            method.StopRegistration()
-
-    method.AddCommand(sitk.sitkIterationEvent, on_iteration)
-    return stopped
+def _pattern_refine(space, transform, plan, progress: Progress) -> sitk.VersorRigid3DTransform:
+    """The candidate refined by pattern search on the search's own scorer (``local_search``)."""
+    matrix, _ = pattern_search(space.scorer.score_matrix, transform_to_matrix(transform), space.center,
+                               plan.search_spacing_mm, progress)
+    return rigid_from_matrix(matrix, space.center)
 
 
 def _voxels(image: sitk.Image) -> int:

@@ -62,7 +62,11 @@ class MutualInformationScorer:
         return self.score(transform) / entropy if entropy > 0 else 0.0
 
     def score(self, transform: sitk.Transform) -> float:
-        matrix = self._to_moving_index @ transform_to_matrix(transform)
+        return self.score_matrix(transform_to_matrix(transform))
+
+    def score_matrix(self, pose: np.ndarray) -> float:
+        """``score`` of the pose given as a 4x4 matrix (fixed points -> moving points)."""
+        matrix = self._to_moving_index @ pose
         values, inside = _trilinear(self._moving, apply_matrix(matrix, self._points))
         fraction = float(inside.mean())
         if fraction < 0.05:
