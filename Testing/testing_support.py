@@ -56,3 +56,39 @@ def require_slicer_core_cli():
     except (ImportError, OSError, AttributeError) as error:
         pytest.skip(f"slicer_core_cli cannot drive Slicer's CLI logic here: {error}")
     return slicer_core_cli
+
+
+def _setNodeParameters(node, parameters) -> None:
+    """As Slicer's ``slicer.cli.setNodeParameters`` (Base/Python/slicer/cli.py) sets them."""
+    import slicer
+
+    for key, value in parameters.items():
+        if isinstance(value, str):
+            node.SetParameterAsString(key, value)
+        elif isinstance(value, bool):
+            node.SetParameterAsBool(key, value)
+        elif isinstance(value, int):
+            node.SetParameterAsInt(key, value)
+        elif isinstance(value, float):
+            node.SetParameterAsDouble(key, value)
+        elif isinstance(value, slicer.vtkMRMLNode):
+            node.SetParameterAsNode(key, value)
+        elif isinstance(value, (list, tuple)):
+            node.SetParameterAsString(key, ",".join(str(v) for v in value))
+
+
+def cliRunFunction(cliLogic):
+    """``slicer.cli.run`` for the slicer-core wheel (which has no ``slicer.cli``): a real CLI node of
+    ``cliLogic``, its parameters set as Slicer sets them, run by Slicer's own vtkSlicerCLIModuleLogic
+    (``Apply`` in the background, or ``ApplyAndWait``)."""
+
+    def run(module, node=None, parameters=None, wait_for_completion=False, update_display=True):
+        node = node or cliLogic.CreateNodeInScene()
+        _setNodeParameters(node, parameters or {})
+        if wait_for_completion:
+            cliLogic.ApplyAndWait(node, update_display)
+        else:
+            cliLogic.Apply(node, update_display)
+        return node
+
+    return run

@@ -67,8 +67,9 @@ def _spacing(text: str):
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration settings (defaults come from the preset)")
-    group.add_argument("--preset", default="mri-ct", choices=sorted(PRESETS),
-                       help="starting settings (default: %(default)s)")
+    group.add_argument("--preset", default="auto", choices=sorted(PRESETS),
+                       help="starting settings (default: %(default)s, chosen from the images: mri-ct, or "
+                            "mri-microct-knee when one image is a fine, small scan inside the other)")
     group.add_argument("--initial-transform", metavar="T", help="ITK transform file, fixed -> moving (LPS)")
     group.add_argument("--series-uid", metavar="UID", help="DICOM series to load from folders with several")
     group.add_argument("--fixed-series-uid", metavar="UID", help="series UID for the fixed folder only")

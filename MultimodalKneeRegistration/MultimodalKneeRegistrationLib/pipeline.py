@@ -34,14 +34,15 @@ from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
 from .settings import PRESETS, RegistrationSettings
+from .steps.auto_preset import resolve_preset
 from .steps.checks import check_result
 from .steps.initialization import initialise
 from .steps.metrics import mattes_value
 from .steps.planning import RegistrationPlan, plan_registration
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
 
-#: The preset used when none is given.
-DEFAULT_PRESET = "mri-ct"
+#: The preset used when none is given: chosen from the images (``steps.auto_preset``).
+DEFAULT_PRESET = "auto"
 
 
 @dataclass
@@ -88,7 +89,9 @@ def register(
     with global_threads(preparation_threads(settings.execution)):
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         progress.report(0.0, "planning resolution and field of view", force=True)
+        settings, chosen = resolve_preset(settings, fixed, moving)
         plan = plan_registration(fixed, moving, settings)
+        plan = plan.with_note(chosen) if chosen else plan
         for source in (s for s in (fixed, moving) if isinstance(s, VolumeSource)):
             plan = plan.with_note(source.note)
         work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08))

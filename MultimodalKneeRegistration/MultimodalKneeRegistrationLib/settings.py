@@ -211,6 +211,11 @@ class RegistrationSettings:
 
 
 PRESETS = {
+    # Chosen from the images at the start of ``register`` (``steps.auto_preset``): mri-ct or
+    # mri-microct-knee, with every knob the user set kept.
+    "auto": RegistrationSettings(
+        preset="auto", planning=PlanningBudgets(working_voxel_budget=400_000, max_working_spacing_mm=2.5)
+    ),
     # Clinical CT <-> MRI: work at ~2.5 mm, the MRI's slice spacing. Measured on the porcine pair:
     # 1.6 mm mean error to the reference at 2.5 mm vs 2.6 mm at 1.6 mm (the finer MI valley is rougher).
     "mri-ct": RegistrationSettings(

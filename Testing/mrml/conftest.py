@@ -55,48 +55,12 @@ def nodeIds():
     return lambda scene: {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
 
 
-def _setNodeParameters(node, parameters) -> None:
-    """As Slicer's ``slicer.cli.setNodeParameters`` (Base/Python/slicer/cli.py) sets them."""
-    import slicer
-
-    for key, value in parameters.items():
-        if isinstance(value, str):
-            node.SetParameterAsString(key, value)
-        elif isinstance(value, bool):
-            node.SetParameterAsBool(key, value)
-        elif isinstance(value, int):
-            node.SetParameterAsInt(key, value)
-        elif isinstance(value, float):
-            node.SetParameterAsDouble(key, value)
-        elif isinstance(value, slicer.vtkMRMLNode):
-            node.SetParameterAsNode(key, value)
-        elif isinstance(value, (list, tuple)):
-            node.SetParameterAsString(key, ",".join(str(v) for v in value))
-
-
-def cliRunFunction(cliLogic):
-    """``slicer.cli.run`` for the slicer-core wheel (which has no ``slicer.cli``): a real CLI node of
-    ``cliLogic``, its parameters set as Slicer sets them, run by Slicer's own vtkSlicerCLIModuleLogic
-    (``Apply`` in the background, or ``ApplyAndWait``)."""
-
-    def run(module, node=None, parameters=None, wait_for_completion=False, update_display=True):
-        node = node or cliLogic.CreateNodeInScene()
-        _setNodeParameters(node, parameters or {})
-        if wait_for_completion:
-            cliLogic.ApplyAndWait(node, update_display)
-        else:
-            cliLogic.Apply(node, update_display)
-        return node
-
-    return run
-
-
 @pytest.fixture
 def cliScene(tmp_path):
     """A scene set up as Slicer sets it up for CLI modules, with the REAL BRAINSFit and
     ResampleScalarVectorDWIVolume registered through Slicer's CLI module logic (``slicer_core_cli``),
     and the module logics of ``mrml``. Skips, naming the path, where ../shared/tools is absent."""
-    from testing_support import require_cli_binary, require_slicer_core_cli
+    from testing_support import cliRunFunction, require_cli_binary, require_slicer_core_cli
 
     cli = require_slicer_core_cli()
     brainsfitPath = require_cli_binary("BRAINSFit")

@@ -16,7 +16,6 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
-from conftest import cliRunFunction  # noqa: E402
 from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import point_distances  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
@@ -24,6 +23,7 @@ from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registr
 from MultimodalKneeRegistrationSlicer.cli_runner import runCliModule  # noqa: E402
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402
+from testing_support import cliRunFunction  # noqa: E402
 
 CENTER = (0.0, 5.0, 10.0)
 
