@@ -15,10 +15,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.synthetic.porcine import specimen_points
 from rigid import apply, compose, moved_image, pose, random_unit_vectors, rotation_matrix, transform_to_matrix
 
-#: HU threshold for "inside the specimen" (soft tissue and bone, not air).
-SPECIMEN_HU = -300.0
 #: Micro-CT-like cube: side (mm), spacing (mm), intensity units per HU, noise (HU).
 MICROCT_SIDE_MM = 48.0
 MICROCT_SPACING_MM = 0.15
@@ -86,17 +85,6 @@ def load_pair(data_dir: Path, reference_file: Path | None = None) -> PairData:
     reference = transform_to_matrix(sitk.ReadTransform(str(reference_file)))
     points = specimen_points(ct)
     return PairData(ct_path, mr_path, ct, mr, reference, points, points.mean(axis=0))
-
-
-def specimen_points(ct: sitk.Image, block_mm: float = 4.0) -> np.ndarray:
-    """Centres of ~4 mm blocks whose mean is above -300 HU, largest connected piece only."""
-    factors = [max(1, int(round(block_mm / s))) for s in ct.GetSpacing()]
-    coarse = sitk.BinShrink(ct, factors)
-    mask = sitk.Cast(coarse, sitk.sitkFloat32) > SPECIMEN_HU
-    largest = sitk.RelabelComponent(sitk.ConnectedComponent(mask)) == 1
-    index = np.argwhere(sitk.GetArrayViewFromImage(largest))[:, ::-1].astype(float)
-    matrix = np.array(coarse.GetDirection()).reshape(3, 3) @ np.diag(coarse.GetSpacing())
-    return index @ matrix.T + np.array(coarse.GetOrigin())
 
 
 def _bone_center(ct: sitk.Image) -> np.ndarray:

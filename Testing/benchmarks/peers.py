@@ -231,6 +231,12 @@ def _ours(job: Dict[str, Any], probe: Probe) -> ToolResult:
     return run_ours(job, probe)
 
 
+def _ours_cli(job: Dict[str, Any], probe: Probe) -> ToolResult:
+    from ours_cli import run_ours_cli
+
+    return run_ours_cli(job, probe)
+
+
 def _floor(job: Dict[str, Any], probe: Probe) -> ToolResult:
     from ours import run_floor
 
@@ -239,6 +245,7 @@ def _floor(job: Dict[str, Any], probe: Probe) -> ToolResult:
 
 TOOLS: Dict[str, Callable[[Dict[str, Any], Probe], ToolResult]] = {
     "ours": _ours,
+    "ours-cli": _ours_cli,
     "floor": _floor,
     "brainsfit-sitk": run_brainsfit_sitk,
     "brainsfit-exe": run_brainsfit_exe,

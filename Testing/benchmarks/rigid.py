@@ -3,33 +3,18 @@
 Why: every number the benchmark reports is a distance between a tool's fixed -> moving transform
 and a known answer, and every known answer is built by moving an image's header by a known pose.
 Doing that with plain 4x4 matrices (LPS millimetres, points as column vectors) keeps the
-composition order explicit: ``compose(a, b)`` applies ``b`` first, like ``a @ b``.
+composition order explicit: ``compose(a, b)`` applies ``b`` first, like ``a @ b``. The pose and
+header algebra lives in the core (``MultimodalKneeRegistrationLib.synthetic.poses``), shared with the
+case family; it is re-exported here under the benchmark's old names.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import SimpleITK as sitk
-
-
-def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
-    """3x3 rotation by ``angle_deg`` about ``axis`` (Rodrigues' formula)."""
-    axis = np.asarray(axis, dtype=float)
-    axis = axis / np.linalg.norm(axis)
-    angle = np.radians(angle_deg)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
-def pose(rotation: np.ndarray, translation: Sequence[float], center: Sequence[float] = (0, 0, 0)) -> np.ndarray:
-    """4x4 matrix rotating about ``center`` and then translating: x -> R (x - c) + c + t."""
-    c = np.asarray(center, dtype=float)
-    matrix = np.eye(4)
-    matrix[:3, :3] = rotation
-    matrix[:3, 3] = c - rotation @ c + np.asarray(translation, dtype=float)
-    return matrix
+from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix as rotation_matrix  # noqa: F401
+from MultimodalKneeRegistrationLib.synthetic.poses import header_moved as moved_image  # noqa: F401
+from MultimodalKneeRegistrationLib.synthetic.poses import pose  # noqa: F401
 
 
 def compose(*matrices: np.ndarray) -> np.ndarray:
@@ -62,22 +47,6 @@ def matrix_to_transform(matrix: np.ndarray) -> sitk.AffineTransform:
     affine.SetMatrix(np.asarray(matrix)[:3, :3].ravel().tolist())
     affine.SetTranslation(np.asarray(matrix)[:3, 3].tolist())
     return affine
-
-
-def moved_image(image: sitk.Image, matrix: np.ndarray) -> sitk.Image:
-    """``image`` with its header moved by ``matrix``: the voxel once at x now lies at matrix(x).
-
-    Only the origin and direction change (exact, no resampling): new direction = R D, new origin =
-    R o + t. The voxel data are shared with ``image`` until either is written to.
-    """
-    rotation = matrix[:3, :3]
-    if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-9):
-        raise ValueError("moved_image needs a rigid matrix")
-    moved = sitk.Image(image)
-    direction = rotation @ np.array(image.GetDirection()).reshape(3, 3)
-    moved.SetDirection(direction.ravel().tolist())
-    moved.SetOrigin(apply(matrix, np.array([image.GetOrigin()]))[0].tolist())
-    return moved
 
 
 def distances(matrix_a: np.ndarray, matrix_b: np.ndarray, points: np.ndarray) -> np.ndarray:

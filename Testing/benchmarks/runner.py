@@ -94,7 +94,7 @@ def score(outcome: Dict[str, Any], truth: np.ndarray, points: np.ndarray, succes
     from rigid import distances
 
     scored = dict(outcome)
-    if "matrix" in outcome:
+    if outcome.get("matrix") is not None:
         errors = distances(np.array(outcome["matrix"]), truth, points)
         scored["mean_mm"], scored["max_mm"] = float(errors.mean()), float(errors.max())
     if outcome["status"] == "ran":

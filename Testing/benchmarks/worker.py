@@ -38,7 +38,7 @@ def main(job_file: str, result_file: str) -> int:
         json.dumps(
             {
                 "ok": True,
-                "matrix": matrix.tolist(),
+                "matrix": None if matrix is None else matrix.tolist(),
                 "extra": extra,
                 "marks": probe.marks,
                 "seconds": probe.seconds_between("loaded", "done"),
