@@ -36,7 +36,8 @@ from .results import RegistrationResult
 from .settings import PRESETS, RegistrationSettings
 from .steps.auto_preset import resolve_preset
 from .steps.checks import check_result
-from .steps.initialization import initialise
+from .steps.evidence import gather_evidence
+from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
 from .steps.planning import RegistrationPlan, plan_registration
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
@@ -154,7 +155,8 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     tick = time.perf_counter()
     start_internal = inverse_transform(start) if work.swapped else start
     progress.report(0.0, f"initialising ({plan.initialize_transform_mode})", force=True)
-    initial_internal, init_stage = initialise(work.sampled, work.other, start_internal, plan, progress.sub(0.0, 0.3))
+    initial_internal, init_stage, search = initialise(work.sampled, work.other, start_internal, plan,
+                                                      progress.sub(0.0, 0.3))
     timings["initialize"] = time.perf_counter() - tick
     other, plan = crop_other(work.sampled, work.other, initial_internal, plan)
     metric = _MetricReport(work.sampled, other, plan)
@@ -166,6 +168,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     for stage in stages:
         stage.metric_value = metric.value_or_nan(stage.endpoint)
     progress.report(0.0, "checking the result", force=True)
+    evidence = _evidence(work, start_internal, search, output.transform, plan)
     final = _result_transform(output.transform, work.swapped, fixed, plan)
     before, after = metric.value(start_internal), metric.value(output.transform)
     checks, failures = check_result(final, start, before, after, work.sampled, other, output.transform, plan,
@@ -176,9 +179,18 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
         metric_after=np.nan if after is None else after, stages=stages, timings=timings,
         warnings=[f"sanity check failed: {text}" for text in failures], sanity=checks,
         passed_sanity_checks=not failures, overlap_after=checks["overlap_after"]["value"], engine=engine.name,
+        evidence=evidence,
     )
     progress.done("result checked")
     return result, failures
+
+
+def _evidence(work: WorkingPair, start_internal, search, result: sitk.Transform, plan):
+    """What the verdict weighs besides the metric: the search's competitors, edges, constraint."""
+    space = search.space if search is not None else PoseSpace(work.sampled, work.other, start_internal,
+                                                              plan.search_spacing_mm)
+    candidates = search.candidates if search is not None else []
+    return gather_evidence(space, candidates, transform_to_matrix(result), plan.search_spacing_mm)
 
 
 class _MetricReport:

@@ -56,6 +56,9 @@ class RegistrationResult:
     overlap_after: Optional[float] = None
     #: The engine that optimised (``SimpleITK``, ``BRAINSFit``).
     engine: str = "SimpleITK"
+    #: What the verdict weighs besides the metric (``steps.evidence.Evidence``), and its confidence.
+    evidence: Any = None
+    confidence: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready summary (the report adds inputs and versions around it)."""
@@ -84,4 +87,5 @@ class RegistrationResult:
             "passed_sanity_checks": self.passed_sanity_checks,
             "overlap_after": self.overlap_after,
             "engine": self.engine,
+            "evidence": self.evidence.to_dict() if self.evidence is not None else None,
         }

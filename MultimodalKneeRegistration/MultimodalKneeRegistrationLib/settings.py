@@ -72,6 +72,10 @@ class SearchSettings:
     angle_step_deg: float = 25.0
     #: Also search around the three half turns (scans of a specimen or patient turned over).
     flips: bool = True
+    #: "all": also try ``fill_rotations`` rotations spread over every other orientation (a specimen
+    #: can come in any orientation); "near": only the grid around the start and the half turns.
+    orientations: str = "all"
+    fill_rotations: int = 300
     #: Also look for the small image anywhere in the large one (micro-CT headers share no
     #: coordinate system with the MRI; otherwise only used when the images do not overlap).
     whole_field: bool = False

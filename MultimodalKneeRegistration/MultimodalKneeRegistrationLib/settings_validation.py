@@ -30,6 +30,8 @@ def _check_modes(settings) -> None:
         )
     if stages[0] != "Rigid":
         raise InputError("the first transform stage must be 'Rigid'", "start the stages with 'Rigid'")
+    if settings.search.orientations not in ("all", "near"):
+        raise InputError(f"unknown search_orientations {settings.search.orientations!r}", "use 'all' or 'near'")
     if settings.optimizer.method not in OPTIMIZERS:
         raise InputError(f"unknown optimizer {settings.optimizer.method!r}", f"use one of {', '.join(OPTIMIZERS)}")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -24,7 +24,6 @@ from ..geometry import (
     overlap_fraction,
     physical_box,
     rigid_from_matrix,
-    rotation_matrix,
     transform_to_matrix,
 )
 from ..progress import Progress
@@ -33,6 +32,7 @@ from .gradient_correlation import correlation_candidates, correlation_spacing
 from .local_search import pattern_search
 from .metrics import MutualInformationScorer
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
+from .rotations import search_rotations
 
 _KEEP_TRANSLATIONS = 5
 _REFINE_CANDIDATES = 12
@@ -51,36 +51,16 @@ class SearchOutcome:
     refined: int
     seconds: float
     description: str
-
-
-def rotation_candidates(max_angle_deg: float, step_deg: float) -> List[np.ndarray]:
-    """Rotation vectors (axis * angle, radians) on a cubic grid inside a ball of ``max_angle_deg``.
-
-    Example:
-        >>> len(rotation_candidates(60, 25))
-        57
-    """
-    if max_angle_deg <= 0:
-        return [np.zeros(3)]
-    n = int(np.floor(max_angle_deg / step_deg + 1e-9))
-    axis = np.arange(-n, n + 1) * np.radians(step_deg)
-    limit = np.radians(max_angle_deg) + 1e-9
-    return [np.array(v) for v in itertools.product(axis, axis, axis) if np.linalg.norm(v) <= limit]
-
-
-def flip_rotations() -> List[np.ndarray]:
-    """Identity and the half turns about x, y and z (in the sampled image's LPS axes).
-
-    Why: specimens and patients are often scanned the other way round (feet- vs head-first, prone vs
-    supine, a micro-CT sample turned over). On our porcine pair the right answer is a 178 deg turn:
-    a search limited to +/-60 deg finds the outline-only optimum instead (MI 0.25 vs 0.30).
-    """
-    return [np.eye(3), np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0])]
+    #: Every refined candidate (score, pose), best first: the competitors the verdict looks at.
+    candidates: List[Tuple[float, sitk.VersorRigid3DTransform]] = field(default_factory=list)
+    #: The search's images and scorer (``PoseSpace``), reused by the verdict.
+    space: Optional[PoseSpace] = None
 
 
 def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress
-               ) -> Tuple[sitk.Transform, StageResult]:
-    """The starting pose (sampled -> other) for the engine, by the plan's initialisation mode."""
+               ) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
+    """The starting pose (sampled -> other) for the engine, by the plan's initialisation mode, its
+    stage record, and the search's outcome (None without a search)."""
     tick = time.perf_counter()
     mode = plan.initialize_transform_mode
     if mode == "search":
@@ -88,7 +68,7 @@ def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, pl
         return outcome.transform, StageResult(
             "Initialize (search)", outcome.candidates_scored, outcome.description, np.nan,
             time.perf_counter() - tick,
-        )
+        ), outcome
     if mode == "Off":
         transform = rigid_from_matrix(transform_to_matrix(start), image_center(sampled))
         description = "initial transform used as given"
@@ -102,10 +82,10 @@ def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, pl
         transform = sitk.VersorRigid3DTransform(centred)
         description = f"{mode}: centres aligned"
     progress.done(description)
-    return transform, StageResult(f"Initialize ({mode})", 0, description, np.nan, time.perf_counter() - tick)
+    return transform, StageResult(f"Initialize ({mode})", 0, description, np.nan, time.perf_counter() - tick), None
 
 
-class _PoseSpace:
+class PoseSpace:
     """The search's images at the search spacing, its scorer, and poses built around the start."""
 
     def __init__(self, sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, spacing_mm: float) -> None:
@@ -140,19 +120,22 @@ def search_start_pose(
     """
     progress = progress or Progress()
     began = time.perf_counter()
-    space = _PoseSpace(sampled, other, start, plan.search_spacing_mm)
+    space = PoseSpace(sampled, other, start, plan.search_spacing_mm)
     kept, start_score, scored, positions = _search_positions(space, plan, progress.sub(0.0, 0.1))
-    poses = _search_rotations(space, kept, plan, progress.sub(0.1, 0.4))
-    count = scored + len(poses)
-    correlated, rotations = _correlated_poses(sampled, other, space, plan, progress.sub(0.4, 0.7))
-    count += rotations
-    refined = _refine_best(space, correlated, poses, plan, progress.sub(0.7, 1.0))
+    correlated, rotations = _correlated_poses(sampled, other, space, plan, progress.sub(0.1, 0.5))
+    # The correlation tries every rotation at every position at once: scoring the rotations again at a
+    # few positions adds nothing (and cost half the micro-CT search's time). Without it, they are the search.
+    poses = (_score_pairs(space, [(np.eye(3), shift) for shift in kept], progress.sub(0.5, 0.6)) if correlated
+             else _search_rotations(space, kept, plan, progress.sub(0.1, 0.6)))
+    count = scored + len(poses) + rotations
+    refined = _refine_best(space, correlated, poses, plan, progress.sub(0.6, 1.0))
     best_score, best = max(refined, key=lambda item: item[0])
     progress.done(f"search: best pose scores {best_score:.3f}")
     search = plan.search
     return SearchOutcome(
         transform=best, score=best_score, start_score=start_score, candidates_scored=count,
         refined=len(refined), seconds=time.perf_counter() - began,
+        candidates=sorted(refined, key=lambda item: -item[0]), space=space,
         description=(
             f"searched {count} poses ({positions} positions, rotations up to {search.max_angle_deg:g} deg"
             f"{' around the identity and the three half turns' if search.flips else ''}"
@@ -163,7 +146,7 @@ def search_start_pose(
     )
 
 
-def _score_all(space: _PoseSpace, poses: list, progress: Progress, what: str) -> List[float]:
+def _score_all(space: PoseSpace, poses: list, progress: Progress, what: str) -> List[float]:
     """Scores of ``poses`` (transforms), reporting progress and honouring cancel every few hundred ms."""
     scores = []
     for number, pose in enumerate(poses):
@@ -174,7 +157,7 @@ def _score_all(space: _PoseSpace, poses: list, progress: Progress, what: str) ->
     return scores
 
 
-def _search_positions(space: _PoseSpace, plan, progress: Progress):
+def _search_positions(space: PoseSpace, plan, progress: Progress):
     """The best distinct positions at the start rotation.
 
     Returns (kept shifts, score at the start, poses scored, positions of the first pass).
@@ -201,34 +184,28 @@ def _search_positions(space: _PoseSpace, plan, progress: Progress):
     return kept, start_score, count, len(shifts)
 
 
-def _grid_rotations(search) -> Tuple[List[np.ndarray], List[np.ndarray]]:
-    """(the local rotation grid, the bases it is applied around: identity, maybe the half turns)."""
-    grid = [rotation_matrix(v) for v in rotation_candidates(search.max_angle_deg, search.angle_step_deg)]
-    bases = flip_rotations() if search.flips else [np.eye(3)]
-    return grid, bases
+def _search_rotations(space: PoseSpace, kept: List[np.ndarray], plan, progress: Progress):
+    """Every search rotation at every kept position (and at the centroid match), best first."""
+    shifts = kept + [space.centroid_shift()]
+    pairs = [(rotation, shift) for rotation in search_rotations(plan.search) for shift in shifts]
+    return _score_pairs(space, pairs, progress)
 
 
-def _search_rotations(space: _PoseSpace, kept: List[np.ndarray], plan, progress: Progress):
-    """Every grid rotation at every kept position (and at the centroid match), best first."""
-    grid, bases = _grid_rotations(plan.search)
-    candidates = [
-        space.pose(rotation, shift)
-        for rotation in (base @ local for base in bases for local in grid)
-        for shift in kept + [space.centroid_shift()]
-    ]
+def _score_pairs(space: PoseSpace, pairs, progress: Progress):
+    """(score, pose) of each (rotation, shift), best first."""
+    candidates = [space.pose(rotation, shift) for rotation, shift in pairs]
     scores = _score_all(space, candidates, progress, "rotations")
     poses = list(zip(scores, candidates))
     poses.sort(key=lambda item: -item[0])
     return poses
 
 
-def _correlated_poses(sampled, other, space: _PoseSpace, plan, progress: Progress):
+def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress):
     """Edge-correlation candidates with their MI scores, and how many rotations were correlated."""
     if not _use_edge_correlation(plan.search, space.small, space.large):
         return [], 0
-    grid, bases = _grid_rotations(plan.search)
     turn = np.array(rigid_from_matrix(space.start_matrix, space.center).GetMatrix()).reshape(3, 3)
-    rotations = [turn @ base @ local for base in bases for local in grid]
+    rotations = [turn @ rotation for rotation in search_rotations(plan.search)]
     spacing = correlation_spacing(sampled, other, plan.search_spacing_mm)
     correlated = []
     for found in correlation_candidates(sampled, other, rotations, spacing, progress=progress):
@@ -237,7 +214,7 @@ def _correlated_poses(sampled, other, space: _PoseSpace, plan, progress: Progres
     return correlated, len(rotations)
 
 
-def _refine_best(space: _PoseSpace, correlated, poses, plan, progress: Progress):
+def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):
     """A short local optimisation of the best distinct poses; their (score, pose) pairs."""
     refined: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
     correlated_ids = {id(candidate) for _, candidate in correlated}

@@ -20,7 +20,7 @@ from ..progress import Progress
 #: Rotation steps (degrees) from coarse to fine; the shift steps are the same fractions of the spacing.
 ROTATION_STEPS_DEG = (8.0, 4.0, 2.0, 1.0)
 SHIFT_STEPS = (2.0, 1.0, 0.5, 0.25)
-MAX_EVALUATIONS = 600
+MAX_EVALUATIONS = 300
 
 
 def pattern_search(

@@ -197,10 +197,15 @@ def _sampling(settings: RegistrationSettings, small_voxels: float, small: str):
 
 
 def _search_sentence(search, spacing_mm: float) -> str:
-    turns = " and around each of the three half turns (a scan turned over)" if search.flips else ""
+    from .rotations import covering_radius_deg, search_rotations
+
+    count = len(search_rotations(search))
+    turns = " and about each of the three half turns (a scan turned over)" if search.flips else ""
+    fill = ", plus rotations spread over every other orientation" if search.orientations == "all" else ""
     return (
-        f"Initialisation: multi-start search over rotations up to {search.max_angle_deg:g} deg from the start"
-        f"{turns}, {search.angle_step_deg:g} deg apart, and over positions, scored by mutual information at "
+        f"Initialisation: multi-start search over {count} rotations (a grid within {search.max_angle_deg:g} deg of "
+        f"the start{turns}, {search.angle_step_deg:g} deg apart{fill}: every orientation lies within "
+        f"{covering_radius_deg(search):.0f} deg of one) and over positions, scored by mutual information at "
         f"{spacing_mm:.1f} mm."
     )
 

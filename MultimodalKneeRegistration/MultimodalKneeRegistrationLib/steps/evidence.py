@@ -1,0 +1,135 @@
+"""Evidence about a result that does not come from the metric the optimiser just maximised.
+
+Why: on a 30 mm micro-CT cube the wrong pose, 87 mm away, scored the same Mattes MI as the right one
+(-0.48 vs -0.486) and passed every check: MI alone cannot tell them apart. Three independent looks:
+
+- the best *competitor*: the search's best refined pose that lies elsewhere (more than a few mm or
+  degrees away), and how far the result's score is above it (the margin);
+- *edge agreement*: the correlation of the two images' gradient-magnitude maps at the result and at
+  the competitor (bone and tissue boundaries show in both modalities, independently of MI);
+- *constraint*: how much the score drops when the result is moved by a couple of millimetres or
+  degrees in its weakest direction (a flat optimum does not say where the image belongs).
+
+``steps.verdict`` turns these into a confidence and a decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..geometry import apply_matrix, physical_box, rotation_angle_deg, transform_to_matrix, turned_about
+from .gradient_correlation import edge_map
+from .local_search import pattern_search
+
+#: Poses further apart than this (mean displacement of the sampled image's box, mm) or this angle
+#: are different answers, not the same one found twice.
+DISTINCT_MM = 5.0
+DISTINCT_DEG = 8.0
+#: The probe moves of the constraint check.
+PROBE_MM = 2.0
+PROBE_DEG = 2.0
+
+
+@dataclass
+class Evidence:
+    """The numbers the verdict weighs (all from the search's images and scorer)."""
+
+    score: float
+    competitor_score: Optional[float]
+    competitor_distance_mm: Optional[float]
+    competitor_rotation_deg: Optional[float]
+    margin: Optional[float]
+    edge_ncc: float
+    competitor_edge_ncc: Optional[float]
+    weakest_drop: float
+    competitor_matrix: Optional[np.ndarray] = None
+
+    def to_dict(self) -> Dict[str, object]:
+        data = asdict(self)
+        data.pop("competitor_matrix")
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+
+
+def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: float) -> Evidence:
+    """The evidence for ``result_matrix`` (sampled -> other), with ``candidates`` (score, pose) from
+    the search (empty without one) and the search's ``space`` (its images and scorer)."""
+    score_of = space.scorer.score_matrix
+    refined, score = pattern_search(score_of, result_matrix, space.center, spacing_mm, max_evaluations=150)
+    anchors = _anchor_points(space.small)
+    competitor = _best_competitor(candidates, refined, anchors)
+    edges = _EdgeAgreement(space.small, space.large, spacing_mm)
+    evidence = Evidence(
+        score=score, competitor_score=None, competitor_distance_mm=None, competitor_rotation_deg=None, margin=None,
+        edge_ncc=edges.ncc(refined), competitor_edge_ncc=None,
+        weakest_drop=_weakest_drop(score_of, refined, space.center, score),
+    )
+    if competitor is not None:
+        matrix, competitor_score = competitor
+        evidence.competitor_matrix = matrix
+        evidence.competitor_score = competitor_score
+        evidence.competitor_distance_mm = _distance_mm(matrix, refined, anchors)
+        evidence.competitor_rotation_deg = rotation_angle_deg(np.linalg.inv(refined) @ matrix)
+        evidence.margin = (score - competitor_score) / max(abs(score), 1e-9)
+        evidence.competitor_edge_ncc = edges.ncc(matrix)
+    return evidence
+
+
+def _anchor_points(image: sitk.Image) -> np.ndarray:
+    """The corners and centre of the image's box: where two poses' displacement is measured."""
+    box = physical_box(image)
+    corners = np.array([[x, y, z] for x in (box.lower[0], box.upper[0]) for y in (box.lower[1], box.upper[1])
+                        for z in (box.lower[2], box.upper[2])])
+    return np.vstack([corners, box.center[None]])
+
+
+def _distance_mm(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
+    return float(np.linalg.norm(apply_matrix(a, points) - apply_matrix(b, points), axis=1).mean())
+
+
+def _best_competitor(candidates, result: np.ndarray, anchors: np.ndarray):
+    """The best-scoring candidate that is a different answer from ``result`` (or None)."""
+    for score, candidate in candidates:
+        matrix = transform_to_matrix(candidate)
+        apart = _distance_mm(matrix, result, anchors) > DISTINCT_MM
+        turned = rotation_angle_deg(np.linalg.inv(result) @ matrix) > DISTINCT_DEG
+        if apart or turned:
+            return matrix, float(score)
+    return None
+
+
+def _weakest_drop(score_of, matrix: np.ndarray, center, score: float) -> float:
+    """The smallest relative score drop over +/- PROBE_MM shifts and +/- PROBE_DEG turns about each axis."""
+    drops = []
+    for axis in np.eye(3):
+        for sign in (-1.0, 1.0):
+            shifted = matrix.copy()
+            shifted[:3, 3] += axis * sign * PROBE_MM
+            turned = turned_about(matrix, axis * sign * np.radians(PROBE_DEG), center)
+            drops += [score - score_of(shifted), score - score_of(turned)]
+    return float(min(drops) / max(abs(score), 1e-9))
+
+
+class _EdgeAgreement:
+    """Normalised cross-correlation of the two gradient-magnitude maps at a pose, over the small image."""
+
+    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float) -> None:
+        self.small = edge_map(small, spacing_mm)
+        self.large = edge_map(large, spacing_mm)
+        self.values = sitk.GetArrayFromImage(self.small).ravel().astype(np.float64)
+
+    def ncc(self, matrix: np.ndarray) -> float:
+        transform = sitk.AffineTransform(3)
+        transform.SetMatrix(matrix[:3, :3].ravel().tolist())
+        transform.SetTranslation(matrix[:3, 3].tolist())
+        warped = sitk.Resample(self.large, self.small, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat64)
+        other = sitk.GetArrayViewFromImage(warped).ravel()
+        inside = np.isfinite(other)
+        if inside.mean() < 0.2:
+            return 0.0
+        a, b = self.values[inside] - self.values[inside].mean(), other[inside] - other[inside].mean()
+        norm = np.sqrt((a * a).sum() * (b * b).sum())
+        return float((a * b).sum() / norm) if norm > 0 else 0.0
