@@ -163,7 +163,8 @@ def header(raw: Dict[str, Any]) -> List[str]:
         m = run["machine"]
         lines.append(f"| {number} | {m['date']} | {m['our_code']} | {run.get('minutes', '?')} | "
                      f"{m['load_average_start']} -> {run.get('load_average_end', '?')} | {run['threads']} x "
-                     f"{run['jobs']} | {run['timeout_s']:.0f} | {run['tools']} | `{run['argv']}` |")
+                     f"{run['jobs']} | {run['timeout_s']:.0f} | {run['tools']} | `{run['argv']}` "
+                     f"{run.get('note', '')} |")
     m = runs[-1]["machine"]
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB; Python {m['python']}; "
               + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ". Wall times include the worker's "
@@ -196,8 +197,8 @@ def angle_plot(raw: Dict[str, Any], path: Path) -> None:
 
 
 def cube_plot(raw: Dict[str, Any], path: Path) -> None:
-    """Mean error against the cube's spacing and side, per tool (cube cases only)."""
-    tools = _tools(raw["rows"])
+    """Mean error against the cube's spacing and side, per tool that ran cube cases."""
+    tools = _tools([r for r in raw["rows"] if raw["cases"][r["case"]]["spec"]["family"] == "cube"])
     fig, axes = plt.subplots(len(tools), 2, figsize=(10, 3.4 * len(tools)), squeeze=False)
     for row_axes, tool in zip(axes, tools):
         rows = [r for r in raw["rows"] if r["tool"] == tool and raw["cases"][r["case"]]["spec"]["family"] == "cube"]
@@ -220,15 +221,17 @@ def cube_plot(raw: Dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def baseline_section(baseline: Optional[Dict[str, Any]]) -> List[str]:
-    if not baseline:
-        return []
+def _baseline_when(baseline: Dict[str, Any]) -> str:
     dates = sorted({r.get("date", "?") for r in baseline["rows"]})
     commits = sorted({r.get("commit", "?") for r in baseline["rows"]})
+    return (f"measured {dates[0]} to {dates[-1]} UTC at commit(s) {', '.join(commits)} (the registration code "
+            "before issue 15's search and verdict work)")
+
+
+def baseline_section(baseline: Dict[str, Any]) -> List[str]:
     return ["", "## Baseline (kept in `results/raw_family_baseline.json`)", "",
-            f"Measured {dates[0]} to {dates[-1]} at commit(s) {', '.join(commits)}, before issue 15's search and "
-            "verdict work; load averages in the baseline's run table below.", ""] + summary_rows(baseline) + [
-            "", "By case group:", ""] + family_rows(baseline)
+            f"The baseline was {_baseline_when(baseline)}; its load averages are in its own run table.", ""
+            ] + summary_rows(baseline) + ["", "By case group:", ""] + family_rows(baseline)
 
 
 def write(raw: Dict[str, Any], out: Path, baseline: Optional[Dict[str, Any]] = None) -> Path:
@@ -251,6 +254,9 @@ def write(raw: Dict[str, Any], out: Path, baseline: Optional[Dict[str, Any]] = N
         lines += ["", "![error against cube spacing and side](family_cubes.png)"]
     if baseline is not None and baseline.get("rows") != raw.get("rows"):
         lines += baseline_section(baseline)
+    elif baseline is not None:
+        lines[2:2] = [f"**This report is the baseline** (`results/raw_family_baseline.json`), {_baseline_when(raw)}.",
+                      ""]
     lines += ["", "## Every case that did not succeed"] + failure_rows(raw)
     lines += ["", "## Regenerating a case", "", "```python",
               "from MultimodalKneeRegistrationLib.synthetic.case_family import CaseSpec, make_case",
