@@ -41,6 +41,7 @@ from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
 from .steps.planning import RegistrationPlan, plan_registration
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
+from .steps.verdict import judge
 
 #: The preset used when none is given: chosen from the images (``steps.auto_preset``).
 DEFAULT_PRESET = "auto"
@@ -112,8 +113,9 @@ def refusal(result: RegistrationResult, failures: List[str]) -> RegistrationFail
     """The error that refuses ``result`` (kept as its ``.result``), naming the failed checks."""
     error = RegistrationFailedError(
         "the registration result failed its sanity checks: " + "; ".join(failures),
-        "look at the QC image; try another preset, an initial transform that roughly aligns the images, "
-        "or an ROI around the anatomy both images show (the report lists every check)",
+        "look at the QC picture; give an initial transform that roughly aligns the images (a few landmarks are "
+        "enough) or an ROI around the anatomy both images show; --no-fail-on-sanity keeps the result anyway "
+        "(the report lists every check and the competing pose)",
     )
     error.result = result  # type: ignore[attr-defined]
     return error
@@ -173,13 +175,16 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     before, after = metric.value(start_internal), metric.value(output.transform)
     checks, failures = check_result(final, start, before, after, work.sampled, other, output.transform, plan,
                                     settings.checks)
+    confidence, looks, doubts = judge(evidence, settings.checks)
+    checks.update(looks)
+    failures += doubts
     result = RegistrationResult(
         transform=final, initial_transform=inverse_transform(initial_internal) if work.swapped else initial_internal,
         plan=plan, settings=settings, metric_before=np.nan if before is None else before,
         metric_after=np.nan if after is None else after, stages=stages, timings=timings,
         warnings=[f"sanity check failed: {text}" for text in failures], sanity=checks,
         passed_sanity_checks=not failures, overlap_after=checks["overlap_after"]["value"], engine=engine.name,
-        evidence=evidence,
+        evidence=evidence, confidence=confidence,
     )
     progress.done("result checked")
     return result, failures
@@ -190,7 +195,10 @@ def _evidence(work: WorkingPair, start_internal, search, result: sitk.Transform,
     space = search.space if search is not None else PoseSpace(work.sampled, work.other, start_internal,
                                                               plan.search_spacing_mm)
     candidates = search.candidates if search is not None else []
-    return gather_evidence(space, candidates, transform_to_matrix(result), plan.search_spacing_mm)
+    evidence = gather_evidence(space, candidates, transform_to_matrix(result), plan.search_spacing_mm)
+    if evidence.competitor_matrix is not None and work.swapped:  # reported fixed -> moving, as the result
+        evidence.competitor_matrix = np.linalg.inv(evidence.competitor_matrix)
+    return evidence
 
 
 class _MetricReport:

@@ -126,6 +126,16 @@ class CheckSettings:
     max_scale_deviation: float = 0.3
     #: Without the search, a result may turn at most this far from the start (else it wandered off).
     max_rotation_without_search_deg: float = 45.0
+    #: The verdict's limits (``steps.verdict``), measured on the case family: the result's score over
+    #: the best different pose's (relative), the two images' edge correlation at the result, and the
+    #: smallest relative score drop for a 2 mm / 2 deg move. Below a limit the result is refused; at
+    #: the "sure" value that look grades 1 (the confidence is the weakest grade).
+    min_margin: float = 0.08
+    sure_margin: float = 0.25
+    min_edge_agreement: float = 0.5
+    sure_edge_agreement: float = 0.8
+    min_constraint: float = 0.012
+    sure_constraint: float = 0.025
 
 
 @dataclass(frozen=True)

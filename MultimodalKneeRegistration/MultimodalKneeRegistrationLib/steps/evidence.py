@@ -25,13 +25,12 @@ from ..geometry import apply_matrix, physical_box, rotation_angle_deg, transform
 from .gradient_correlation import edge_map
 from .local_search import pattern_search
 
-#: Poses further apart than this (mean displacement of the sampled image's box, mm) or this angle
-#: are different answers, not the same one found twice.
-DISTINCT_MM = 5.0
+#: Poses further apart than this many search voxels (mean displacement of the sampled image's box,
+#: at least 5 mm) or this angle are different answers, not the same one found twice.
+DISTINCT_VOXELS = 3.0
 DISTINCT_DEG = 8.0
-#: The probe moves of the constraint check.
-PROBE_MM = 2.0
-PROBE_DEG = 2.0
+#: The constraint check moves the pose by one search voxel, and turns it so far that the object's
+#: edge moves by one voxel.
 
 
 @dataclass
@@ -39,6 +38,9 @@ class Evidence:
     """The numbers the verdict weighs (all from the search's images and scorer)."""
 
     score: float
+    #: How far (mm) a local search on the search's scorer moved the result: an optimiser that stopped
+    #: short of the metric's optimum leaves a large gap.
+    polish_shift_mm: float
     competitor_score: Optional[float]
     competitor_distance_mm: Optional[float]
     competitor_rotation_deg: Optional[float]
@@ -46,12 +48,15 @@ class Evidence:
     edge_ncc: float
     competitor_edge_ncc: Optional[float]
     weakest_drop: float
+    #: The competitor's pose: sampled -> other here; ``register`` turns it fixed -> moving for the report.
     competitor_matrix: Optional[np.ndarray] = None
 
     def to_dict(self) -> Dict[str, object]:
         data = asdict(self)
-        data.pop("competitor_matrix")
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+        matrix = data.pop("competitor_matrix")
+        data = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in data.items()}
+        data["competitor_matrix_lps_fixed_to_moving"] = None if matrix is None else np.round(matrix, 6).tolist()
+        return data
 
 
 def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: float) -> Evidence:
@@ -60,12 +65,14 @@ def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: fl
     score_of = space.scorer.score_matrix
     refined, score = pattern_search(score_of, result_matrix, space.center, spacing_mm, max_evaluations=150)
     anchors = _anchor_points(space.small)
-    competitor = _best_competitor(candidates, refined, anchors)
+    competitor = _best_competitor(candidates, refined, anchors, max(5.0, DISTINCT_VOXELS * spacing_mm))
     edges = _EdgeAgreement(space.small, space.large, spacing_mm)
+    radius = float(physical_box(space.small).size.min()) / 2.0
     evidence = Evidence(
-        score=score, competitor_score=None, competitor_distance_mm=None, competitor_rotation_deg=None, margin=None,
-        edge_ncc=edges.ncc(refined), competitor_edge_ncc=None,
-        weakest_drop=_weakest_drop(score_of, refined, space.center, score),
+        score=score, polish_shift_mm=_distance_mm(refined, result_matrix, anchors), competitor_score=None,
+        competitor_distance_mm=None, competitor_rotation_deg=None, margin=None, edge_ncc=edges.ncc(refined),
+        competitor_edge_ncc=None,
+        weakest_drop=_weakest_drop(score_of, refined, space.center, score, spacing_mm, spacing_mm / radius),
     )
     if competitor is not None:
         matrix, competitor_score = competitor
@@ -90,25 +97,25 @@ def _distance_mm(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
     return float(np.linalg.norm(apply_matrix(a, points) - apply_matrix(b, points), axis=1).mean())
 
 
-def _best_competitor(candidates, result: np.ndarray, anchors: np.ndarray):
+def _best_competitor(candidates, result: np.ndarray, anchors: np.ndarray, distinct_mm: float):
     """The best-scoring candidate that is a different answer from ``result`` (or None)."""
     for score, candidate in candidates:
         matrix = transform_to_matrix(candidate)
-        apart = _distance_mm(matrix, result, anchors) > DISTINCT_MM
+        apart = _distance_mm(matrix, result, anchors) > distinct_mm
         turned = rotation_angle_deg(np.linalg.inv(result) @ matrix) > DISTINCT_DEG
         if apart or turned:
             return matrix, float(score)
     return None
 
 
-def _weakest_drop(score_of, matrix: np.ndarray, center, score: float) -> float:
-    """The smallest relative score drop over +/- PROBE_MM shifts and +/- PROBE_DEG turns about each axis."""
+def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: float, turn_rad: float) -> float:
+    """The smallest relative score drop over +/- ``shift_mm`` shifts and +/- ``turn_rad`` turns per axis."""
     drops = []
     for axis in np.eye(3):
         for sign in (-1.0, 1.0):
             shifted = matrix.copy()
-            shifted[:3, 3] += axis * sign * PROBE_MM
-            turned = turned_about(matrix, axis * sign * np.radians(PROBE_DEG), center)
+            shifted[:3, 3] += axis * sign * shift_mm
+            turned = turned_about(matrix, axis * sign * turn_rad, center)
             drops += [score - score_of(shifted), score - score_of(turned)]
     return float(min(drops) / max(abs(score), 1e-9))
 

@@ -1,0 +1,56 @@
+"""The verdict: is the result trustworthy, how much, and if not, what competes with it.
+
+Why: the optimised metric cannot vouch for itself (an 87 mm wrong pose scored like the right one and
+passed every check). The evidence (``steps.evidence``) gives three independent looks: the margin over
+the best different pose, the agreement of the two images' edges, and how firmly the score holds the
+pose. Each is turned into a 0-1 grade against limits measured on the case family (README,
+Testing/benchmarks/results/FAMILY.md); the confidence is the weakest grade, and a result is refused
+when any look is below its limit, with a message naming the competing pose and what would help.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+
+def grade(value, limit: float, sure: float) -> float:
+    """0 at or below ``limit``, 1 at or above ``sure``, linear in between; ``None`` counts as sure."""
+    if value is None:
+        return 1.0
+    return float(np.clip((value - limit) / max(sure - limit, 1e-9), 0.0, 1.0))
+
+
+def judge(evidence, checks) -> Tuple[float, Dict[str, dict], List[str]]:
+    """(confidence in [0, 1], one check entry per look, failure sentences) for ``evidence``.
+
+    ``checks`` holds the limits (``settings.checks``): ``min_margin``, ``min_edge_agreement`` and
+    ``min_constraint``, with the values at which each look counts as sure.
+    """
+    looks = {
+        "margin_over_competitor": (evidence.margin, checks.min_margin, checks.sure_margin),
+        "edge_agreement": (evidence.edge_ncc, checks.min_edge_agreement, checks.sure_edge_agreement),
+        "constraint": (evidence.weakest_drop, checks.min_constraint, checks.sure_constraint),
+    }
+    entries, failures = {}, []
+    for name, (value, limit, _) in looks.items():
+        passed = value is None or value >= limit
+        entries[name] = {"value": None if value is None else round(float(value), 4), "limit": f">= {limit}",
+                         "passed": passed}
+        if not passed:
+            failures.append(_sentence(name, evidence))
+    confidence = min(grade(value, limit, sure) for value, limit, sure in looks.values())
+    return round(confidence, 3), entries, failures
+
+
+def _sentence(name: str, evidence) -> str:
+    if name == "margin_over_competitor":
+        return (f"another pose, {evidence.competitor_distance_mm:.0f} mm and {evidence.competitor_rotation_deg:.0f} "
+                f"deg away, explains the images almost as well (score {evidence.competitor_score:.3f} against "
+                f"{evidence.score:.3f}): the result is ambiguous")
+    if name == "edge_agreement":
+        return (f"the two images' edges barely agree at the result (correlation {evidence.edge_ncc:.2f}): it is "
+                "probably a look-alike pose")
+    return (f"the score hardly changes when the result moves by one search voxel (weakest direction "
+            f"{100 * evidence.weakest_drop:.1f}%): the images do not pin the pose down")
