@@ -187,3 +187,29 @@ def test_crop_volume_preparation_needs_the_resample_cli(mrml):
         logic.register(fixed, moving, preparation="CropVolume")
     with pytest.raises(InputError, match="unknown preparation"):
         logic.register(fixed, moving, preparation="Resample")
+
+
+@pytest.mark.mrml
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_porcine_pair_through_crop_volume_preparation(cliScene, porcine_dir):
+    """The real CT (fixed) and MR through the logic, the CT brought to its 4x working grid by Crop Volume.
+
+    Measured 2026-11-29 (loaded 2-core machine): 0.64 mm mean / 1.31 mm max over CT tissue points
+    (the default block average: 0.39 / 0.56 mm, same settings); the crop itself 1.0 s. Tolerance:
+    the issue's 1.5 mm mean, against the data set's reference (bone-aligned since 2026-11-29)."""
+    import slicer_core_cli
+
+    scene = cliScene.scene
+    ct = slicer_core_cli.load_volume(scene, porcine_dir / "CT.nrrd", "CT")
+    mr = slicer_core_cli.load_volume(scene, porcine_dir / "MR_T2.nrrd", "MR")
+    reference = sitk.ReadTransform(str(porcine_dir / "reference_ct_to_mr.tfm"))
+    image = sitkImageFromVolumeNode(ct)
+    voxels = np.argwhere(sitk.GetArrayViewFromImage(image)[::8, ::8, ::8] > -300)[:, ::-1] * 8
+    points = np.array([image.TransformIndexToPhysicalPoint([int(v) for v in index]) for index in voxels])
+    logic = KneeRegistrationLogic(scene, cliScene.cropLogic)
+    out = logic.register(ct, mr, settings_for_preset("mri-ct", spacing_multiplier=4.0), preparation="CropVolume")
+    errors = point_distances(out.result.transform, reference, points)
+    assert out.result.passed_sanity_checks and out.result.plan.fixed_shrink == (4, 4, 4)
+    assert any("fixed image was brought to its working grid by Crop Volume" in note for note in out.notes)
+    assert errors.mean() <= 1.5, f"{errors.mean():.2f} mm mean"
