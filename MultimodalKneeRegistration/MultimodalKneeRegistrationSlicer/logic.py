@@ -289,23 +289,15 @@ class KneeRegistrationLogic:
         settings.validate()
         self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
         if boneLabels is not None and segmentationNode is not None:
-            raise InputError(
-                "both bone labels and a segmentation were given", "pass the segmentation or its labels, not both"
-            )
+            raise InputError("both bone labels and a segmentation were given",
+                             "pass the segmentation or its labels, not both")
         start = wholeVolumeTransform(fixedNode, movingNode, whole)
         if boneLabels is None:
             boneLabels = readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
         result = register_per_bone(
-            sitkImageFromVolumeNode(fixedNode, "fixed"),
-            sitkImageFromVolumeNode(movingNode, "moving"),
-            start,
-            boneLabels.labels,
-            settings,
-            progress,
-            shouldCancel,
-            labels_space=boneLabels.space,
-            dilation_mm=DEFAULT_DILATION_MM if dilationMm is None else dilationMm,
-            bones=bones,
+            sitkImageFromVolumeNode(fixedNode, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"), start,
+            boneLabels.labels, settings, progress, shouldCancel, labels_space=boneLabels.space,
+            dilation_mm=DEFAULT_DILATION_MM if dilationMm is None else dilationMm, bones=bones,
         )
         transformNodes, volumeNodes = addBoneNodes(self.scene, fixedNode, movingNode, result, cloneVolumes)
         return SlicerPerBoneResult(result, transformNodes, volumeNodes, boneLabels.source,
