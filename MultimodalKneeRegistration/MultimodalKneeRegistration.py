@@ -6,29 +6,28 @@ The Slicer shell (module, parameter node, widget, logic, self-test). The algorit
 """
 
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import qt
 import slicer
 import vtk
-from MultimodalKneeRegistrationLib.errors import CancelledError
-from MultimodalKneeRegistrationLib.geometry import image_center, point_distances
-from MultimodalKneeRegistrationLib.settings import PRESETS, settings_for_preset
-from MultimodalKneeRegistrationSlicer.coordinates import rasMatrixFromTransform
-from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic, SlicerRegistrationResult
+from MultimodalKneeRegistrationLib.settings import PRESETS
+from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic
 from MultimodalKneeRegistrationSlicer.parameters import (
     DEFAULT_PRESET,
     ENGINE_NAMES,
     INITIALIZATION_CHOICES,
+    MAX_SPACING_MULTIPLIER,
+    PRESET_KNOBS,
     PRESET_NAMES,
     STAGE_CHOICES,
     panelValuesFromSettings,
+    presetChoiceUpdates,
     pythonCodeForRun,
     settingsFromParameterNode,
+    spacingMultiplierProblem,
 )
-from MultimodalKneeRegistrationSlicer.per_bone_adapter import SceneBoneLabels, SlicerPerBoneResult
-from MultimodalKneeRegistrationSlicer.volume_adapter import sitkImageFromVolumeNode, vtkMatrixFromArray
 from slicer import (
     vtkMRMLLinearTransformNode,
     vtkMRMLMarkupsROINode,
@@ -38,7 +37,14 @@ from slicer import (
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import (
+    Choice,
+    Decimals,
+    SingleStep,
+    Validator,
+    WithinRange,
+    parameterNodeWrapper,
+)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -47,10 +53,25 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+# Slicer imports every scripted module file at start-up: only the light parts of this module are
+# imported here (``parameters``, the logic's base class and the core's ``settings``, none of which
+# loads SimpleITK). SimpleITK and the registration code are imported by the functions that run them
+# (Testing/mrml/test_module_logic_in_wheel.py checks it).
+
 #: Where the problem this module solves is discussed (Slicer forum).
 FORUM_URL = "https://discourse.slicer.org/search?q=micro-CT%20MRI%20registration%20BRAINSFit"
 _DEFAULT_PANEL = panelValuesFromSettings(PRESETS[DEFAULT_PRESET])
 _CURRENT_START = object()
+_UI_FILE = Path(__file__).resolve().parent / "Resources" / "UI" / "MultimodalKneeRegistration.ui"
+
+
+class SpacingMultiplierValidator(Validator):
+    """0 ("auto") or 1 to 64: values between 0 and 1 are refused here, not later at Apply."""
+
+    def validate(self, value) -> None:
+        problem = spacingMultiplierProblem(float(value))
+        if problem:
+            raise ValueError(problem)
 
 
 #
@@ -111,7 +132,10 @@ class MultimodalKneeRegistrationParameterNode:
     initialTransform: vtkMRMLTransformNode
     roi: vtkMRMLMarkupsROINode
     preset: Annotated[str, Choice(PRESET_NAMES)] = DEFAULT_PRESET
-    spacingMultiplier: Annotated[float, WithinRange(0.0, 64.0)] = _DEFAULT_PANEL["spacingMultiplier"]
+    #: Whole numbers only (the spin box shows no decimals): 0 is "auto", then 1, 2, ... 64.
+    spacingMultiplier: Annotated[
+        float, WithinRange(0.0, MAX_SPACING_MULTIPLIER), SpacingMultiplierValidator(), Decimals(0), SingleStep(1.0)
+    ] = _DEFAULT_PANEL["spacingMultiplier"]
     roiMarginMm: Annotated[float, WithinRange(0.0, 200.0)] = _DEFAULT_PANEL["roiMarginMm"]
     samplingPercentage: Annotated[float, WithinRange(0.0, 1.0)] = _DEFAULT_PANEL["samplingPercentage"]
     numberOfIterations: Annotated[int, WithinRange(1, 20000)] = _DEFAULT_PANEL["numberOfIterations"]
@@ -133,7 +157,16 @@ class MultimodalKneeRegistrationParameterNode:
 
 
 class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: widgets are bound to the parameter node through their SlicerParameterName property."""
+    """The panel: widgets are bound to the parameter node through their SlicerParameterName property.
+
+    The binding is made once per parameter node, with ``connectParametersToGui`` and a mapping read
+    from the .ui file (``gui_binding``), and kept while the module is left and re-entered: every
+    connection adds a ModifiedEvent observer to the node that ``disconnectGui`` never removes
+    (``Base/Python/slicer/parameterNodeWrapper/wrapper.py:212`` vs ``:256``, same in 5.6.2, 5.8.1 and
+    5.10.0), and re-creating a combo box's connector clears and refills the box (``guiConnectors.py``,
+    ``QComboBoxToStringableConnector.__init__``). It is remade only when the node itself changes
+    (a new scene), and then disconnected with the tag ``connectParametersToGui`` returns (``:213``).
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -141,9 +174,8 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._lastPreset = None
         self._running = False
-        self._cancelRequested = False
+        self._panelProgress = None
         self._lastRunCode = None
 
     def setup(self) -> None:
@@ -159,22 +191,21 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.copyPythonButton.connect("clicked(bool)", self.onCopyPythonButton)
+        # "activated" is emitted for the user's choice only, not when the parameter node (a scene
+        # load, the console) changes the box: only the user's choice brings the preset's values.
+        self.ui.presetComboBox.connect("activated(int)", self.onPresetActivated)
         self.ui.progressBar.setValue(0)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.setParameterNode(None)
         self.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(
-                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified
-            )
+        """The binding stays (see the class docstring); nothing to undo when the module is left."""
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -192,30 +223,47 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         if not self._parameterNode.movingVolume and len(volumes) > 1:
             self._parameterNode.movingVolume = volumes[1]
 
-    def setParameterNode(self, inputParameterNode: Optional[MultimodalKneeRegistrationParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(
-                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified
-            )
+    def widgetMapping(self) -> dict:
+        """{parameter: widget} from the .ui file's SlicerParameterName properties, checked both ways."""
+        from MultimodalKneeRegistrationSlicer.gui_binding import parameterWidgetNames
+
+        names = parameterWidgetNames(_UI_FILE.read_text(), MultimodalKneeRegistrationParameterNode.allParameters)
+        return {parameter: getattr(self.ui, widget) for parameter, widget in names.items()}
+
+    def setParameterNode(self, inputParameterNode: Optional["MultimodalKneeRegistrationParameterNode"]) -> None:
+        """Bind the panel to ``inputParameterNode``; a no-op when it wraps the node already bound."""
+        current = self._parameterNode
+        if current is not None and inputParameterNode is not None and (
+            current.parameterNode is inputParameterNode.parameterNode
+        ):
+            return
+        if current is not None:
+            current.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(current, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
         self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._lastPreset = self._parameterNode.preset
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        if inputParameterNode is not None:
+            self._parameterNodeGuiTag = inputParameterNode.connectParametersToGui(self.widgetMapping())
+            self.addObserver(inputParameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
             self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
-        node = self._parameterNode
-        if node is None:
-            return
-        if node.preset != self._lastPreset:  # a new preset brings its own knob values
-            self._lastPreset = node.preset
-            values = panelValuesFromSettings(PRESETS[node.preset])
-            for name, value in values.items():
-                if name != "preset":
-                    setattr(node, name, value)
+        """Only the Apply button follows the node; values are never written from here (a scene load
+        modifies the node too, and must not overwrite the saved Advanced values)."""
         self._checkCanApply()
+
+    def onPresetActivated(self, index: int) -> None:
+        """The user picked a preset: its values replace the Advanced values (``presetChoiceUpdates``)."""
+        node = self._parameterNode
+        if node is None or not 0 <= index < len(PRESET_NAMES):
+            return
+        updates = presetChoiceUpdates(PRESET_NAMES[index], {name: getattr(node, name) for name in PRESET_KNOBS})
+        wasModifying = node.StartModify()
+        try:
+            for name, value in updates.items():
+                setattr(node, name, value)
+        finally:
+            node.EndModify(wasModifying)
 
     def _checkCanApply(self) -> None:
         node = self._parameterNode
@@ -239,18 +287,22 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         self.ui.perBoneCollapsibleButton.enabled = not running
         self._checkCanApply()
 
-    def _onProgress(self, fraction: float, message: str) -> None:
+    def _showProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.setValue(int(round(100 * fraction)))
         self.ui.statusLabel.text = message
-        slicer.app.processEvents()  # keeps the panel live, so that Cancel can be pressed
 
     def onCancelButton(self) -> None:
-        self._cancelRequested = True
+        if self._panelProgress is not None:
+            self._panelProgress.cancel()
         self.ui.statusLabel.text = _("Cancelling...")
 
     def onApplyButton(self) -> None:
+        from MultimodalKneeRegistrationLib.errors import CancelledError
+        from MultimodalKneeRegistrationSlicer.event_pump import PanelProgress
+
         node = self._parameterNode
-        self._cancelRequested = False
+        # Progress reports and cancel checks process Qt events, so the panel repaints and Cancel works.
+        self._panelProgress = PanelProgress(self._showProgress, slicer.app.processEvents)
         self._setRunning(True)
         self.ui.resultTextEdit.plainText = ""
         try:
@@ -260,7 +312,7 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
                 boneLabels = self.logic.boneLabelsFromParameterNode(node) if node.perBone else None
                 try:
                     result = self.logic.registerFromParameterNode(
-                        node, progress=self._onProgress, shouldCancel=lambda: self._cancelRequested
+                        node, progress=self._panelProgress.progress, shouldCancel=self._panelProgress.shouldCancel
                     )
                 except CancelledError:
                     self.ui.statusLabel.text = _("Cancelled: nothing was written.")
@@ -274,15 +326,17 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         finally:
             self._setRunning(False)
 
-    def _registerPerBone(self, whole: SlicerRegistrationResult, boneLabels: SceneBoneLabels) -> None:
+    def _registerPerBone(self, whole, boneLabels) -> None:
         """The per-bone step after the whole-volume one; its result text follows the whole-volume summary."""
+        from MultimodalKneeRegistrationLib.errors import CancelledError
+
         try:
             perBone = self.logic.registerPerBoneFromParameterNode(
                 self._parameterNode,
                 whole,
                 boneLabels,
-                progress=self._onProgress,
-                shouldCancel=lambda: self._cancelRequested,
+                progress=self._panelProgress.progress,
+                shouldCancel=self._panelProgress.shouldCancel,
             )
         except CancelledError:
             self.ui.statusLabel.text = _("Per-bone step cancelled: the whole-volume result was kept.")
@@ -290,7 +344,7 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
             return
         self._showPerBoneResult(whole, perBone)
 
-    def _showResult(self, result: SlicerRegistrationResult) -> None:
+    def _showResult(self, result) -> None:
         node = self._parameterNode
         slicer.util.setSliceViewerLayers(
             background=node.fixedVolume, foreground=node.movingVolume, foregroundOpacity=0.5, fit=True
@@ -302,7 +356,7 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         )
         self.ui.progressBar.setValue(100)
 
-    def _showPerBoneResult(self, whole: SlicerRegistrationResult, perBone: SlicerPerBoneResult) -> None:
+    def _showPerBoneResult(self, whole, perBone) -> None:
         self.ui.resultTextEdit.plainText = whole.summary() + "\n\n" + perBone.summary()
         rotations = perBone.perBone.relative_rotations()
         flexion = "; ".join(
@@ -375,15 +429,16 @@ class MultimodalKneeRegistrationLogic(ScriptedLoadableModuleLogic, KneeRegistrat
     """
 
     def __init__(self) -> None:
+        # Initialised once: ScriptedLoadableModuleLogic.__init__ calls super().__init__()
+        # (Base/Python/slicer/ScriptedLoadableModule.py:294 at v5.6.2, :298 at v5.8.1 and v5.10.0),
+        # which, in this class's MRO, is KneeRegistrationLogic.__init__ with its defaults
+        # (slicer.mrmlScene and the application's Crop Volume and BRAINSFit modules).
         ScriptedLoadableModuleLogic.__init__(self)
-        KneeRegistrationLogic.__init__(self, slicer.mrmlScene)
 
     def getParameterNode(self):
         return MultimodalKneeRegistrationParameterNode(super().getParameterNode())
 
-    def registerFromParameterNode(
-        self, parameterNode, progress=None, shouldCancel=None
-    ) -> SlicerRegistrationResult:
+    def registerFromParameterNode(self, parameterNode, progress=None, shouldCancel=None):
         """Unpack the panel's parameter node and call ``register``."""
         return self.register(
             parameterNode.fixedVolume,
@@ -398,15 +453,14 @@ class MultimodalKneeRegistrationLogic(ScriptedLoadableModuleLogic, KneeRegistrat
             shouldCancel=shouldCancel,
         )
 
-    def boneLabelsFromParameterNode(self, parameterNode) -> SceneBoneLabels:
+    def boneLabelsFromParameterNode(self, parameterNode):
         """The bones of the panel's segmentation (or of the CT), read before the run moves the moving volume."""
         return self.readBoneLabels(
             parameterNode.fixedVolume, parameterNode.movingVolume, parameterNode.boneSegmentation
         )
 
-    def registerPerBoneFromParameterNode(
-        self, parameterNode, whole, boneLabels=None, progress=None, shouldCancel=None
-    ) -> SlicerPerBoneResult:
+    def registerPerBoneFromParameterNode(self, parameterNode, whole, boneLabels=None, progress=None,
+                                         shouldCancel=None):
         """Unpack the panel's parameter node and call ``registerPerBone`` after the whole-volume ``whole``."""
         return self.registerPerBone(
             parameterNode.fixedVolume,
@@ -428,9 +482,12 @@ class MultimodalKneeRegistrationLogic(ScriptedLoadableModuleLogic, KneeRegistrat
 class MultimodalKneeRegistrationTest(ScriptedLoadableModuleTest):
     """Full pipeline on Slicer's checksummed SampleData, with every engine this Slicer has.
 
-    Run headless (see the README for the full command):
-    Slicer --no-splash --no-main-window --testing --additional-module-paths <repo>/MultimodalKneeRegistration
+    Run without a screen (see the README): ``--no-main-window`` still makes a Qt GUI application,
+    which on Linux needs a display, so give it a virtual one (or Qt's offscreen platform):
+    xvfb-run -a Slicer --no-splash --no-main-window --testing
+    --additional-module-paths <repo>/MultimodalKneeRegistration
     --python-script <repo>/MultimodalKneeRegistration/Testing/Python/run_self_test.py
+    (or QT_QPA_PLATFORM=offscreen Slicer ... with the same arguments).
     """
 
     #: A second run, started 12 deg and 15 mm away from the first result, must land within this (mean, mm).
@@ -456,6 +513,12 @@ class MultimodalKneeRegistrationTest(ScriptedLoadableModuleTest):
         return matches[0]
 
     def _checkPipeline(self, fixedNode, movingNode, presetName):
+        import numpy as np
+        from MultimodalKneeRegistrationLib.geometry import image_center, point_distances
+        from MultimodalKneeRegistrationLib.settings import settings_for_preset
+        from MultimodalKneeRegistrationSlicer.coordinates import rasMatrixFromTransform
+        from MultimodalKneeRegistrationSlicer.volume_adapter import sitkImageFromVolumeNode, vtkMatrixFromArray
+
         logic = MultimodalKneeRegistrationLogic()
         fixedImage = sitkImageFromVolumeNode(fixedNode)
         points = image_center(fixedImage) + 40.0 * np.array(

@@ -7,42 +7,34 @@ SimpleITK engine or BRAINSFit (through Slicer's CLI module, ``brainsfit_runner``
 result as the parent transform of the *original* moving volume.
 Inputs are never modified (nothing is hardened unless asked), temporary nodes never outlive a run,
 progress goes to a callback and cancellation is a flag the caller sets.
+
+Light at import: Slicer imports every scripted module file at start-up, and the module file imports
+this one (its logic class derives from ``KneeRegistrationLogic``). So SimpleITK and the core's
+registration code are imported inside the methods that run them, not here.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
-import numpy as np
-import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.bones.per_bone import DEFAULT_DILATION_MM, register_per_bone
-from MultimodalKneeRegistrationLib.engines import SimpleITKEngine
-from MultimodalKneeRegistrationLib.engines.brainsfit import BrainsFitEngine
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET, resample_moving
-from MultimodalKneeRegistrationLib.progress import ProgressCallback
-from MultimodalKneeRegistrationLib.results import RegistrationResult
-from MultimodalKneeRegistrationLib.run import run
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings
 
-from .brainsfit_runner import SlicerBrainsFitRunner
-from .coordinates import imageGeometryFromIjkToRas
-from .crop_volume import cropVolume
-from .parameters import ENGINE_NAMES
-from .per_bone_adapter import (
-    SceneBoneLabels,
-    SlicerPerBoneResult,
-    addBoneNodes,
-    readBoneLabels,
-    wholeVolumeTransform,
-)
-from .roi_adapter import addRoiNodeFromBox, boxFromRoiNode
+from .parameters import DEFAULT_PRESET, ENGINE_NAMES
 from .temporary_nodes import removeNodes
-from .transform_adapter import applyResultTransform, checkOutputTransformNode, startTransform
-from .volume_adapter import ijkToRasOfNode, sitkImageFromVolumeNode, updateVolumeNodeFromSitkImage
+
+if TYPE_CHECKING:  # annotations only: importing them here would load SimpleITK at Slicer start-up
+    import SimpleITK as sitk
+    from MultimodalKneeRegistrationLib.progress import ProgressCallback
+    from MultimodalKneeRegistrationLib.results import RegistrationResult
+
+    from .per_bone_adapter import SceneBoneLabels, SlicerPerBoneResult
+
+#: How the working images are made: the core's block average (default), or Crop Volume's
+#: interpolated mode on exactly the same grid (``crop_volume_source``), as the forum recipe did by hand.
+PREPARATIONS = ("BlockAverage", "CropVolume")
 
 
 @dataclass
@@ -61,6 +53,9 @@ class SlicerRegistrationResult:
 
     def summary(self) -> str:
         """A few lines for the panel and the console: metric before/after, time, checks, warnings."""
+        import numpy as np
+        from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
+
         r = self.result
         matrix = transform_to_matrix(r.transform)
         lines = [
@@ -75,6 +70,18 @@ class SlicerRegistrationResult:
         lines += [f"{s.name}: {s.stop_condition}" for s in r.stages if s.stop_condition]
         lines += [f"Warning: {w}" for w in r.warnings] + list(self.notes)
         return "\n".join(line for line in lines if line)
+
+
+def _recordPreparation(outcome, sources) -> List[str]:
+    """Crop Volume's notes (what made each working image), added to the plan's sentences and report."""
+    notes = [note for source in sources for note in source.notes]
+    result = outcome.result
+    if notes and result is not None:
+        result.plan = replace(result.plan, explanation=tuple(result.plan.explanation) + tuple(notes))
+        plan = outcome.report.get("plan") if isinstance(outcome.report, dict) else None
+        if isinstance(plan, dict) and isinstance(plan.get("explanation"), list):
+            plan["explanation"].extend(notes)
+    return notes
 
 
 def _slicerModule(name: str):
@@ -111,6 +118,11 @@ class KneeRegistrationLogic:
 
     def _engine(self, name: str):
         """The core engine called ``name``; BRAINSFit runs through Slicer's CLI module."""
+        from MultimodalKneeRegistrationLib.engines import SimpleITKEngine
+        from MultimodalKneeRegistrationLib.engines.brainsfit import BrainsFitEngine
+
+        from .brainsfit_runner import SlicerBrainsFitRunner
+
         if name == "BRAINSFit":
             return BrainsFitEngine(SlicerBrainsFitRunner(self.scene, self.brainsFitModule, self.cliRunFunction,
                                                          self.processEvents))
@@ -132,6 +144,7 @@ class KneeRegistrationLogic:
         outputTransformNode=None,
         outputVolumeNode=None,
         harden: bool = False,
+        preparation: str = "BlockAverage",
         progress: Optional[ProgressCallback] = None,
         shouldCancel: Optional[Callable[[], bool]] = None,
     ) -> SlicerRegistrationResult:
@@ -142,7 +155,9 @@ class KneeRegistrationLogic:
         (markups ROI) limits the fixed image to the anatomy to register. ``outputTransformNode``
         None creates a new linear transform; ``outputVolumeNode`` (optional) receives the moving
         volume resampled on the fixed grid. ``harden`` bakes the transform into the moving volume
-        (off by default: inputs are not modified).
+        (off by default: inputs are not modified). ``preparation`` "CropVolume" makes the working
+        images with Crop Volume's interpolated mode on the planned grid (see ``crop_volume_source``;
+        the default "BlockAverage" anti-aliases, Crop Volume's linear interpolation does not).
 
         Example:
             >>> logic = MultimodalKneeRegistrationLogic()  # doctest: +SKIP
@@ -150,21 +165,40 @@ class KneeRegistrationLogic:
             ...                      settings_for_preset("mri-ct"))  # doctest: +SKIP
             >>> print(out.summary())  # doctest: +SKIP
         """
+        from MultimodalKneeRegistrationLib.run import run
+
+        from .transform_adapter import startTransform
+
         began = time.perf_counter()
         settings = settings or PRESETS[DEFAULT_PRESET]
         settings.validate()
-        self._validate(fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode)
+        self._validate(fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode, preparation)
         start, startDescription = startTransform(fixedNode, movingNode, initialTransformNode)
-        fixed = self._fixedImage(fixedNode, roiNode)
-        moving = sitkImageFromVolumeNode(movingNode, "moving")
-        outcome = run(fixed, moving, settings, engine=self._engine(engine), initial_transform=start, resample=False,
-                      qc_mode=None, inputs={"fixed": fixedNode.GetName(), "moving": movingNode.GetName()},
-                      command="MultimodalKneeRegistrationLogic.register", progress=progress,
-                      should_cancel=shouldCancel)
+        temporary: List = []
+        try:
+            fixed, moving, sources = self._inputImages(fixedNode, movingNode, roiNode, preparation, temporary)
+            outcome = run(fixed, moving, settings, engine=self._engine(engine), initial_transform=start,
+                          resample=False, qc_mode=None,
+                          inputs={"fixed": fixedNode.GetName(), "moving": movingNode.GetName()},
+                          command="MultimodalKneeRegistrationLogic.register", progress=progress,
+                          should_cancel=shouldCancel)
+        finally:
+            removeNodes(self.scene, temporary)
+        notes = [] if roiNode is None else [f"The fixed image was limited to the ROI '{roiNode.GetName()}'."]
+        notes += _recordPreparation(outcome, sources)
         if outcome.refusal is not None:
             raise outcome.refusal
-        result = outcome.result
-        notes = [] if roiNode is None else [f"The fixed image was limited to the ROI '{roiNode.GetName()}'."]
+        outputTransformNode = self._placeResult(outcome.result, fixedNode, movingNode, moving, outputTransformNode,
+                                                outputVolumeNode, harden, notes)
+        return SlicerRegistrationResult(outcome.result, engine, outputTransformNode, outputVolumeNode,
+                                        startDescription, time.perf_counter() - began, notes, outcome.report)
+
+    def _placeResult(self, result, fixedNode, movingNode, moving, outputTransformNode, outputVolumeNode, harden,
+                     notes: List[str]):
+        """Write the result into the output transform (a new one if None) over the moving volume; resample
+        into ``outputVolumeNode`` and harden when asked. Returns the output transform node."""
+        from .transform_adapter import applyResultTransform
+
         if outputTransformNode is None:
             outputTransformNode = self.scene.AddNewNodeByClass(
                 "vtkMRMLLinearTransformNode",
@@ -178,16 +212,23 @@ class KneeRegistrationLogic:
 
             slicer.vtkSlicerTransformLogic.hardenTransform(movingNode)
             notes.append(f"The transform was hardened into '{movingNode.GetName()}' (as requested).")
-        return SlicerRegistrationResult(
-            result,
-            engine,
-            outputTransformNode,
-            outputVolumeNode,
-            startDescription,
-            time.perf_counter() - began,
-            notes,
-            outcome.report,
-        )
+        return outputTransformNode
+
+    def _inputImages(self, fixedNode, movingNode, roiNode, preparation: str, temporary: List):
+        """(fixed, moving, Crop Volume sources) for the core; nodes the run needs go into ``temporary``."""
+        from .volume_adapter import sitkImageFromVolumeNode
+
+        fixedSource = fixedNode
+        if roiNode is not None:
+            fixedSource = self._fixedInRoi(fixedNode, roiNode)
+            temporary.append(fixedSource)
+        if preparation != "CropVolume":
+            return (sitkImageFromVolumeNode(fixedSource, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"), [])
+        from .crop_volume_source import CropVolumeSource
+
+        sources = [CropVolumeSource(self.scene, self.cropVolumeLogic, fixedSource, "fixed"),
+                   CropVolumeSource(self.scene, self.cropVolumeLogic, movingNode, "moving")]
+        return sources[0].asImage(), sources[1].asImage(), sources
 
     def readBoneLabels(
         self, fixedNode, movingNode, segmentationNode=None, *, expectedBones: Optional[int] = None
@@ -202,6 +243,8 @@ class KneeRegistrationLogic:
         Example:
             >>> bones = logic.readBoneLabels(getNode("CT"), getNode("MR"), getNode("Bones"))  # doctest: +SKIP
         """
+        from .per_bone_adapter import readBoneLabels
+
         self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
         return readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
 
@@ -216,7 +259,7 @@ class KneeRegistrationLogic:
         boneLabels: Optional[SceneBoneLabels] = None,
         expectedBones: Optional[int] = None,
         bones: Optional[Sequence[str]] = None,
-        dilationMm: float = DEFAULT_DILATION_MM,
+        dilationMm: Optional[float] = None,
         cloneVolumes: bool = True,
         progress: Optional[ProgressCallback] = None,
         shouldCancel: Optional[Callable[[], bool]] = None,
@@ -236,42 +279,35 @@ class KneeRegistrationLogic:
             >>> out = logic.registerPerBone(ct, mr, whole, boneLabels=bones)  # doctest: +SKIP
             >>> print(out.summary())  # doctest: +SKIP
         """
+        from MultimodalKneeRegistrationLib.bones.per_bone import DEFAULT_DILATION_MM, register_per_bone
+
+        from .per_bone_adapter import SlicerPerBoneResult, addBoneNodes, readBoneLabels, wholeVolumeTransform
+        from .volume_adapter import sitkImageFromVolumeNode
+
         began = time.perf_counter()
         settings = settings or PRESETS[DEFAULT_PRESET]
         settings.validate()
         self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
         if boneLabels is not None and segmentationNode is not None:
-            raise InputError(
-                "both bone labels and a segmentation were given", "pass the segmentation or its labels, not both"
-            )
+            raise InputError("both bone labels and a segmentation were given",
+                             "pass the segmentation or its labels, not both")
         start = wholeVolumeTransform(fixedNode, movingNode, whole)
         if boneLabels is None:
             boneLabels = readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
         result = register_per_bone(
-            sitkImageFromVolumeNode(fixedNode, "fixed"),
-            sitkImageFromVolumeNode(movingNode, "moving"),
-            start,
-            boneLabels.labels,
-            settings,
-            progress,
-            shouldCancel,
-            labels_space=boneLabels.space,
-            dilation_mm=dilationMm,
-            bones=bones,
+            sitkImageFromVolumeNode(fixedNode, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"), start,
+            boneLabels.labels, settings, progress, shouldCancel, labels_space=boneLabels.space,
+            dilation_mm=DEFAULT_DILATION_MM if dilationMm is None else dilationMm, bones=bones,
         )
         transformNodes, volumeNodes = addBoneNodes(self.scene, fixedNode, movingNode, result, cloneVolumes)
-        return SlicerPerBoneResult(
-            result,
-            transformNodes,
-            volumeNodes,
-            boneLabels.source,
-            time.perf_counter() - began,
-            list(boneLabels.notes),
-        )
+        return SlicerPerBoneResult(result, transformNodes, volumeNodes, boneLabels.source,
+                                   time.perf_counter() - began, list(boneLabels.notes))
 
     def _validate(
-        self, fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode
+        self, fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode, preparation="BlockAverage"
     ) -> None:
+        from .transform_adapter import checkOutputTransformNode
+
         for role, node in (("fixed", fixedNode), ("moving", movingNode)):
             if node is None:
                 raise InputError(f"no {role} volume is selected", f"select the {role} volume")
@@ -295,6 +331,7 @@ class KneeRegistrationLogic:
             raise InputError(
                 "cropping to an ROI needs the Crop Volume module", "clear the ROI or enable Crop Volume"
             )
+        self._validatePreparation(preparation)
         checkOutputTransformNode(outputTransformNode, fixedNode)
         if outputVolumeNode is not None and any(outputVolumeNode is node for node in (fixedNode, movingNode)):
             raise InputError(
@@ -302,25 +339,37 @@ class KneeRegistrationLogic:
                 "select a new volume for the output",
             )
 
-    def _fixedImage(self, fixedNode, roiNode) -> sitk.Image:
-        """The fixed image, limited to ``roiNode`` by voxel-based Crop Volume (no copy of cut voxels)."""
-        if roiNode is None:
-            return sitkImageFromVolumeNode(fixedNode, "fixed")
-        box = boxFromRoiNode(roiNode, fixedNode)
-        localRoi = addRoiNodeFromBox(self.scene, box, "MKR fixed ROI", volumeNode=fixedNode)
-        cropped = None
-        try:
-            cropped = cropVolume(
-                self.scene, self.cropVolumeLogic, fixedNode, localRoi, outputName="MKR fixed in ROI"
+    def _validatePreparation(self, preparation: str) -> None:
+        from .crop_volume import resampleLogicAvailable
+
+        if preparation not in PREPARATIONS:
+            raise InputError(f"unknown preparation {preparation!r}", f"use one of {', '.join(PREPARATIONS)}")
+        if preparation == "CropVolume" and not resampleLogicAvailable(self.cropVolumeLogic):
+            raise InputError(
+                "preparation 'CropVolume' needs Crop Volume and its ResampleScalarVectorDWIVolume CLI module",
+                "use preparation='BlockAverage' (the default), or a Slicer with its CLI modules loaded",
             )
-            return sitkImageFromVolumeNode(cropped, "fixed (in the ROI)")
-        finally:
-            removeNodes(self.scene, [localRoi, cropped])
+
+    def _fixedInRoi(self, fixedNode, roiNode):
+        """A hidden copy of the fixed volume's voxels inside ``roiNode`` (voxel-based Crop Volume: no
+        copy of cut voxels); the caller removes it."""
+        from .crop_volume import cropVolume
+        from .roi_adapter import boxFromRoiNode, temporaryRoi
+
+        box = boxFromRoiNode(roiNode, fixedNode)
+        with temporaryRoi(self.scene, "MKR fixed ROI", box, volumeNode=fixedNode) as localRoi:
+            return cropVolume(self.scene, self.cropVolumeLogic, fixedNode, localRoi, outputName="MKR fixed in ROI")
 
     def _writeResampled(
         self, fixedNode, moving: sitk.Image, transform: sitk.Transform, outputVolumeNode
     ) -> None:
         """The moving image on the fixed volume's full grid, shown where the fixed volume is."""
+        import SimpleITK as sitk
+        from MultimodalKneeRegistrationLib.pipeline import resample_moving
+
+        from .coordinates import imageGeometryFromIjkToRas
+        from .volume_adapter import ijkToRasOfNode, updateVolumeNodeFromSitkImage
+
         origin, spacing, direction = imageGeometryFromIjkToRas(ijkToRasOfNode(fixedNode))
         reference = sitk.Image([int(d) for d in fixedNode.GetImageData().GetDimensions()], sitk.sitkUInt8)
         reference.SetOrigin(origin)

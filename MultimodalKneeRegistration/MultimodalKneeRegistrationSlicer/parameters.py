@@ -3,20 +3,36 @@
 Why: the parameter node stores plain values (0 means "let the planner choose"); the core wants a
 validated frozen dataclass. One converter in each direction keeps the panel, the Python console and
 the generated script in agreement. Pure Python (no Slicer import), so it is tested anywhere.
+
+Light on purpose: the module file imports this at Slicer start-up (every scripted module is imported
+then), so it needs only the core's ``settings`` and ``errors`` (plain dataclasses, no SimpleITK).
+The engine names and the default preset are repeated here rather than imported from the core's
+``engines``/``pipeline`` (which load SimpleITK); ``Testing/mrml/test_parameters.py`` checks they agree.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
-from MultimodalKneeRegistrationLib.engines import ENGINE_NAMES as CORE_ENGINE_NAMES
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET as CORE_DEFAULT_PRESET
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
 
-DEFAULT_PRESET = CORE_DEFAULT_PRESET
+#: ``MultimodalKneeRegistrationLib.pipeline.DEFAULT_PRESET`` (a test checks they agree).
+DEFAULT_PRESET = "mri-ct"
 PRESET_NAMES = list(PRESETS)
-ENGINE_NAMES = list(CORE_ENGINE_NAMES)
+#: ``MultimodalKneeRegistrationLib.engines.ENGINE_NAMES`` (a test checks they agree).
+ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]
+#: Panel knobs a preset sets (every parameter ``panelValuesFromSettings`` returns but the preset).
+PRESET_KNOBS = (
+    "spacingMultiplier",
+    "roiMarginMm",
+    "samplingPercentage",
+    "numberOfIterations",
+    "transformStages",
+    "initializationMode",
+)
+#: The spacing multiplier's largest panel value; 0 means "auto" and 1 is the smallest other value.
+MAX_SPACING_MULTIPLIER = 64.0
 #: Panel choice -> transform stages (BRAINSFit's useRigid / useScaleVersor3D / useAffine).
 STAGE_CHOICES = {
     "Rigid": ("Rigid",),
@@ -57,6 +73,39 @@ def panelValuesFromSettings(settings: RegistrationSettings) -> Dict[str, Any]:
         "transformStages": _choiceFor(STAGE_CHOICES, tuple(optimizer.transform_stages), "transform stages"),
         "initializationMode": _choiceFor(INITIALIZATION_CHOICES, choices.initialize_transform_mode, "initialisation"),
     }
+
+
+def presetChoiceUpdates(preset: str, current: Mapping[str, Any]) -> Dict[str, Any]:
+    """The parameter values to write when the user picks ``preset`` in the combo box.
+
+    Why a function of its own: the preset's values must be applied only on the user's choice (the
+    combo box's ``activated`` signal), never because the parameter node changed: a scene load, an
+    undo or the Python console also change it, and must not overwrite the saved Advanced values.
+    The widget calls this from that signal only; it returns ``preset`` plus every knob whose value
+    in ``current`` (the node's values now) differs from the preset's, so picking the preset shown
+    again resets the Advanced values to it and changes nothing else.
+
+    Example:
+        >>> presetChoiceUpdates("fast-preview", panelValuesFromSettings(PRESETS["fast-preview"]))
+        {'preset': 'fast-preview'}
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}", f"use one of {PRESET_NAMES}")
+    values = panelValuesFromSettings(PRESETS[preset])
+    updates = {"preset": preset}
+    updates.update({name: values[name] for name in PRESET_KNOBS if current.get(name) != values[name]})
+    return updates
+
+
+def spacingMultiplierProblem(value: float) -> Optional[str]:
+    """Why ``value`` cannot be the panel's spacing multiplier, or None: 0 ("auto") or 1 to 64.
+
+    Values between 0 and 1 would make the fine image finer than it is; ``settings.validate`` refuses
+    them, so the panel refuses them first (the spin box shows whole numbers only, see the .ui file).
+    """
+    if value == 0.0 or 1.0 <= value <= MAX_SPACING_MULTIPLIER:
+        return None
+    return f"the spacing multiplier must be 0 (auto) or between 1 and {MAX_SPACING_MULTIPLIER:g}, not {value:g}"
 
 
 def settingsFromPanelValues(

@@ -4,12 +4,22 @@ Why: users draw the region to register as a markups ROI in world coordinates, po
 under a transform; the core crops with an axis-aligned LPS box in the image's own coordinates.
 The planner's automatic crop region goes the other way, shown as an ROI so the user sees what was
 kept.
+
+Temporary ROIs (``temporaryRoi``) leave no trace. The Markups logic reacts to every markups node added
+to the scene: it gives it a visible display node and makes it the active place node, the one the
+user's Markups toolbar places points into (``vtkSlicerMarkupsLogic::OnMRMLSceneNodeAdded``,
+``Modules/Loadable/Markups/Logic/vtkSlicerMarkupsLogic.cxx:494,500`` at v5.6.2, ``:483,489`` at v5.8.1,
+``:475,480`` at v5.10.0; ``SetActiveList`` sets the selection node's ``ActivePlaceNodeClassName`` and
+``ActivePlaceNodeID``). So the display node is hidden as soon as the ROI exists, and the selection
+nodes' active place node (class and ID) is put back after the ROI is removed
+(``temporary_nodes.keepActivePlaceNodes``).
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import numpy as np
 import vtk
@@ -17,6 +27,7 @@ from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.geometry import Box, apply_matrix
 
 from .coordinates import boxFromRasPoints, rasCenterAndSizeFromBox
+from .temporary_nodes import keepActivePlaceNodes, removeNodes
 from .transform_adapter import matrixBetweenNodes
 from .volume_adapter import _arrayFromMatrix
 
@@ -66,10 +77,42 @@ def updateRoiNodeFromBox(roiNode, box: Box, volumeNode=None) -> None:
 
 
 def addRoiNodeFromBox(scene, box: Box, name: str, volumeNode=None, hidden: bool = True):
-    """A new markups ROI node for ``box``; ``hidden`` ones are temporary (not saved, not listed)."""
+    """A new markups ROI node for ``box``; ``hidden`` ones are temporary (not saved, not listed, not
+    shown). Prefer ``temporaryRoi``, which also removes it and gives the user's active place node back."""
     roiNode = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", scene.GenerateUniqueName(name))
     if hidden:
-        roiNode.SetHideFromEditors(True)
-        roiNode.SetSaveWithScene(False)
+        _hide(roiNode)
     updateRoiNodeFromBox(roiNode, box, volumeNode)
     return roiNode
+
+
+def _hide(roiNode) -> None:
+    roiNode.SetHideFromEditors(True)
+    roiNode.SetSaveWithScene(False)
+    for index in range(roiNode.GetNumberOfDisplayNodes()):
+        display = roiNode.GetNthDisplayNode(index)
+        if display is not None:
+            display.SetVisibility(False)
+
+
+@contextmanager
+def temporaryRoi(scene, name: str, box: Optional[Box] = None, volumeNode=None) -> Iterator:
+    """A hidden markups ROI for the duration of the ``with`` block; afterwards the scene is as it was.
+
+    The ROI (``box`` in ``volumeNode``'s coordinates, if given) is not saved, listed or shown; on exit
+    it is removed with its display node and each selection node's active place node (class and ID)
+    is restored, so the user's Markups toolbar still places into the list it did before.
+
+    Example:
+        >>> with temporaryRoi(scene, "MKR crop", box, volumeNode=ct) as roi:  # doctest: +SKIP
+        ...     cropped = cropVolume(scene, cropLogic, ct, roi)
+    """
+    with keepActivePlaceNodes(scene):
+        roiNode = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", scene.GenerateUniqueName(name))
+        try:
+            _hide(roiNode)
+            if box is not None:
+                updateRoiNodeFromBox(roiNode, box, volumeNode)
+            yield roiNode
+        finally:
+            removeNodes(scene, [roiNode])

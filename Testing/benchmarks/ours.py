@@ -25,9 +25,15 @@ def run_ours(job: Dict[str, Any], probe: Probe) -> Tuple[np.ndarray, Dict[str, A
     moving = sitk.ReadImage(job["moving"])
     probe.mark("loaded")
     settings = settings_for_preset(job["preset"], number_of_threads=job.get("threads"))
-    extra: Dict[str, Any] = {"preset": job["preset"]}
+    extra: Dict[str, Any] = {"preset": job["preset"], "engine": job.get("engine", "SimpleITK")}
+    engine = "SimpleITK"
+    if job.get("engine") == "BRAINSFit":
+        from MultimodalKneeRegistrationLib.engines.brainsfit import BrainsFitEngine, BrainsFitExecutable
+
+        engine = BrainsFitEngine(BrainsFitExecutable(job["brainsfit"]))
+        probe.mark("spawned")  # BRAINSFit runs as a child process: its peak memory counts too
     try:
-        result = register(fixed, moving, settings)
+        result = register(fixed, moving, settings, engine=engine)
     except RegistrationFailedError as error:
         result = getattr(error, "result", None)
         extra["rejected"] = str(error)

@@ -1,7 +1,9 @@
 """The peers, one function per tool, each returning a fixed -> moving LPS matrix (run inside a worker).
 
 Why: users choose between Slicer's General Registration (BRAINSFit), SlicerElastix and ANTs, so each
-is run the way a user runs it: defaults, or the forum's tuned BRAINSFit recipe. Every function
+is run the way a user runs it: defaults, or the forum's tuned BRAINSFit recipe. BRAINSFit is the real
+executable (BRAINSTools 5.8.0, the one Slicer 5.10 ships), and the recipe's "Crop Volume 8x" is Slicer's
+own ResampleScalarVectorDWIVolume where it is found beside it. Every function
 reads its inputs with the tool's own reader, marks the probe, and converts the tool's answer into
 the ITK convention (fixed-space LPS points -> moving-space points); ``selfcheck.py`` verifies each
 conversion on a known synthetic shift before any number is trusted.
@@ -33,7 +35,7 @@ BRAINSFIT_DEFAULTS = {
     "bins": 50,
     "seed": 121212,
 }
-#: The forum's tuned recipe: fine image 8x coarser, MR cropped to an ROI, every voxel sampled.
+#: The forum's tuned recipe: Crop Volume 8x on the fine image, MR cropped to an ROI, every voxel sampled.
 BRAINSFIT_TUNED = dict(BRAINSFIT_DEFAULTS, sampling_percentage=1.0, iterations=15000)
 
 
@@ -53,61 +55,39 @@ def crop_to_box(image: sitk.Image, lower, upper) -> sitk.Image:
     return sitk.RegionOfInterest(image, (hi - lo + 1).tolist(), lo.tolist())
 
 
-def tuned_inputs(job: Dict[str, Any], fixed: sitk.Image, moving: sitk.Image) -> Tuple[sitk.Image, sitk.Image]:
-    """The forum recipe's preprocessing: fine (CT-like) image block-averaged, MR cropped to the ROI."""
+def crop_volume_grid(image: sitk.Image, factor: int, resample: str | None, folder: str) -> sitk.Image:
+    """Crop Volume's interpolated mode at spacing multiplier ``factor`` (IsotropicResampling off), as the
+    forum user ran it: linear interpolation at the centres of ``factor``-sized blocks, by Slicer's own
+    ResampleScalarVectorDWIVolume with the arguments Crop Volume passes (``vtkSlicerCropVolumeLogic::
+    CropInterpolated``). Without that executable: the block average (written in the row's extra)."""
+    if resample is None:
+        return sitk.BinShrink(image, [min(factor, s) for s in image.GetSize()])
+    size, source, target = [s // factor for s in image.GetSize()], f"{folder}/crop_in.nrrd", f"{folder}/crop_out.nrrd"
+    origin = np.array(image.GetOrigin()) + np.array(image.GetDirection()).reshape(3, 3) @ (
+        np.array(image.GetSpacing()) * (factor - 1) / 2.0)
+    sitk.WriteImage(image, source)
+    command = [resample, "--interpolation", "linear", "--transform_order", "output-to-input", "--image_center", "input",
+               "--spacing", ",".join(repr(s * factor) for s in image.GetSpacing()),
+               "--size", ",".join(str(n) for n in size), "--origin", ",".join(repr(float(v)) for v in origin),
+               "--direction_matrix", ",".join(repr(float(v)) for v in image.GetDirection()),
+               "--default_pixel_value", "0", "--transform_matrix", "1,0,0,0,1,0,0,0,1,0,0,0", "--transform", "a",
+               source, target]
+    completed = subprocess.run(command, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ResampleScalarVectorDWIVolume exited {completed.returncode}: {completed.stderr[-1000:]}")
+    return sitk.ReadImage(target)
+
+
+def tuned_inputs(job: Dict[str, Any], fixed: sitk.Image, moving: sitk.Image, folder: str
+                 ) -> Tuple[sitk.Image, sitk.Image]:
+    """The forum recipe's preprocessing: fine (CT-like) image through Crop Volume 8x, MR cropped to the ROI."""
     images = {"fixed": fixed, "moving": moving}
     shrink = int(job["tuned_shrink"])
     if shrink > 1:
-        fine = images[job["fine_side"]]
-        images[job["fine_side"]] = sitk.BinShrink(fine, [min(shrink, s) for s in fine.GetSize()])
+        images[job["fine_side"]] = crop_volume_grid(images[job["fine_side"]], shrink, job.get("resample"), folder)
     lower, upper = job["tuned_roi"]
     images[job["mr_side"]] = crop_to_box(images[job["mr_side"]], lower, upper)
     return images["fixed"], images["moving"]
-
-
-def brainsfit_sitk(fixed: sitk.Image, moving: sitk.Image, p: Dict[str, Any]) -> Tuple[sitk.Transform, str, int]:
-    """BRAINSFit's rigid stage re-created with SimpleITK's ITKv4 registration method.
-
-    Single level, Mattes MI, random sampling with BRAINSFit's seed, regular-step gradient descent
-    with BRAINSFit's scales (rotations 1, translations 1/translationScale), moments initialisation.
-    """
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.VersorRigid3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(p["bins"])
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(p["sampling_percentage"], p["seed"])
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=p["max_step"],
-        minStep=p["min_step"],
-        numberOfIterations=p["iterations"],
-        relaxationFactor=p["relaxation"],
-    )
-    scale = 1.0 / p["translation_scale"]
-    method.SetOptimizerScales([1.0, 1.0, 1.0, scale, scale, scale])
-    method.SetShrinkFactorsPerLevel([1])
-    method.SetSmoothingSigmasPerLevel([0])
-    method.SetInitialTransform(initial, inPlace=False)
-    transform = method.Execute(fixed, moving)
-    return transform, method.GetOptimizerStopConditionDescription(), method.GetOptimizerIteration()
-
-
-def run_brainsfit_sitk(job: Dict[str, Any], probe: Probe) -> ToolResult:
-    probe.mark("imported")
-    fixed, moving = _read_float(job["fixed"]), _read_float(job["moving"])
-    probe.mark("loaded")
-    params = BRAINSFIT_TUNED if job["recipe"] == "tuned" else BRAINSFIT_DEFAULTS
-    if job["recipe"] == "tuned":
-        fixed, moving = tuned_inputs(job, fixed, moving)
-    transform, stop, iterations = brainsfit_sitk(fixed, moving, params)
-    probe.mark("done")
-    return transform_to_matrix(transform), {
-        "stop_condition": stop,
-        "iterations": iterations,
-        "input_sizes": [list(fixed.GetSize()), list(moving.GetSize())],
-    }
 
 
 def find_brainsfit(path: str | None) -> str | None:
@@ -158,7 +138,7 @@ def run_brainsfit_exe(job: Dict[str, Any], probe: Probe) -> ToolResult:
         fixed_file, moving_file = job["fixed"], job["moving"]
         probe.mark("loaded")
         if job["recipe"] == "tuned":
-            fixed, moving = tuned_inputs(job, sitk.ReadImage(fixed_file), sitk.ReadImage(moving_file))
+            fixed, moving = tuned_inputs(job, sitk.ReadImage(fixed_file), sitk.ReadImage(moving_file), tmp)
             fixed_file, moving_file = f"{tmp}/fixed.nrrd", f"{tmp}/moving.nrrd"
             sitk.WriteImage(fixed, fixed_file)
             sitk.WriteImage(moving, moving_file)
@@ -171,7 +151,8 @@ def run_brainsfit_exe(job: Dict[str, Any], probe: Probe) -> ToolResult:
             raise RuntimeError(f"BRAINSFit exited {completed.returncode}: {completed.stderr[-2000:]}")
         matrix = transform_to_matrix(sitk.ReadTransform(output))
     probe.mark("done")
-    return matrix, {"stdout_tail": completed.stdout[-500:]}
+    return matrix, {"stdout_tail": completed.stdout[-500:],
+                    "crop_volume": "ResampleScalarVectorDWIVolume" if job.get("resample") else "block average"}
 
 
 def run_ants(job: Dict[str, Any], probe: Probe) -> ToolResult:
@@ -247,7 +228,6 @@ TOOLS: Dict[str, Callable[[Dict[str, Any], Probe], ToolResult]] = {
     "ours": _ours,
     "ours-cli": _ours_cli,
     "floor": _floor,
-    "brainsfit-sitk": run_brainsfit_sitk,
     "brainsfit-exe": run_brainsfit_exe,
     "ants": run_ants,
     "elastix": run_elastix,

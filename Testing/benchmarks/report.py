@@ -77,7 +77,7 @@ def _header(raw: Dict[str, Any]) -> List[str]:
         f"{raw['mode_settings']['timeout_s']:.0f} s.",
         f"- Known answer: `{Path(raw.get('reference', '?')).name}` (CT -> MR, LPS); every case's answer is derived "
         "from it exactly (README: why not the data set's own reference).",
-        f"- BRAINSFit executable: {raw.get('brainsfit') or 'not found (only its SimpleITK re-creation was run)'}.",
+        f"- BRAINSFit executable: {raw.get('brainsfit') or 'not found (no BRAINSFit rows)'}.",
         f"- Success = mean error <= {raw['success_mm']} mm to the known answer over points inside the specimen "
         f"(CT > -300 HU, 4 mm blocks; {raw.get('specimen_points', '?')} points for the whole pair).",
         "- Tool time = from inputs in memory to transform (the tool's own preprocessing included); process = the "

@@ -38,6 +38,9 @@ from sections import (  # noqa: E402
     run_selfcheck,
 )
 
+#: The real BRAINSFit built from source for this project (used when --brainsfit is not given and PATH has none).
+SHARED_BRAINSFIT = (HERE.parents[1] / ".." / "shared" / "tools" / "slicer-cli" / "bin" / "BRAINSFit").resolve()
+
 
 def default_data_dir() -> Path:
     env = os.environ.get("MKR_SHARED_DATA")
@@ -137,7 +140,8 @@ def main(argv: List[str] | None = None) -> int:
         default=str(CORRECTED_REFERENCE),
         help="CT -> MR answer (.tfm); 'shared' = the data set's reference_ct_to_mr.tfm (default: the corrected one)",
     )
-    parser.add_argument("--brainsfit", help="path of a BRAINSFit executable (default: BRAINSFit on PATH)")
+    parser.add_argument("--brainsfit", help="path of a BRAINSFit executable (default: BRAINSFit on PATH, else "
+                        "../shared/tools/slicer-cli/bin/BRAINSFit)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--work-dir", type=Path, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--threads", type=int, default=2)
@@ -165,7 +169,7 @@ def main(argv: List[str] | None = None) -> int:
     if not args.data.is_dir():
         print(f"data folder {args.data} not found: give --data or set MKR_SHARED_DATA", file=sys.stderr)
         return 2
-    brainsfit = find_brainsfit(args.brainsfit)
+    brainsfit = find_brainsfit(args.brainsfit) or find_brainsfit(str(SHARED_BRAINSFIT))
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="mkr_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     sections = args.sections.split(",")
@@ -192,7 +196,7 @@ def main(argv: List[str] | None = None) -> int:
         if "cases" in sections:
             raw["cases"] = run_cases(bench, brainsfit, args.threads, only_tools)
         if "grid" in sections:
-            raw["grid"] = run_grid(bench, args.threads, only_tools)
+            raw["grid"] = run_grid(bench, args.threads, only_tools, brainsfit)
         if "scaling" in sections:
             raw["scaling"] = run_scaling(bench, args.threads)
     finally:

@@ -164,20 +164,14 @@ def _slim(scored: Dict[str, Any]) -> Dict[str, Any]:
     return {k: scored[k] for k in keep if k in scored}
 
 
-def run_grid(bench: Bench, threads: int, only_tools: List[str]) -> List[Dict[str, Any]]:
+def run_grid(bench: Bench, threads: int, only_tools: List[str], brainsfit: str | None = None
+             ) -> List[Dict[str, Any]]:
     """Capture range: MR moved so that the answer is exactly the start offset (truth = offset pose)."""
     mode = bench.mode
     geometry, path, points, factor = bench.ct_side("CT 4x" if mode.grid_ct_factor == 4 else "CT")
     center = points.mean(axis=0)
     starts = C.grid_offsets(mode.grid_angles, mode.grid_translations, mode.grid_axes)
-    tools = [
-        suite.ours("mri-ct"),
-        suite.ours("fast-preview"),
-        suite.BRAINSFIT_DEFAULTS_SITK,
-        suite.BRAINSFIT_TUNED_SITK,
-        suite.ANTS,
-        suite.ELASTIX,
-    ]
+    tools = [suite.ours("mri-ct"), suite.ours("fast-preview")] + suite.peers(brainsfit)
     tools = [t for t in tools if t.label in mode.grid_tools]
     tools = [t for t in tools if not only_tools or any(o in t.label for o in only_tools)]
     jobs, meta = [], []
@@ -325,9 +319,9 @@ def run_selfcheck(bench: Bench, threads: int, brainsfit: str | None) -> Dict[str
         "tuned_shrink": 1,
         "tuned_roi": [[-1e4] * 3, [1e4] * 3],
     }
-    tools = [suite.ours("mri-ct"), suite.BRAINSFIT_TUNED_SITK, suite.ANTS, suite.ELASTIX]
+    tools = [suite.ours("mri-ct"), suite.ANTS, suite.ELASTIX]
     if brainsfit:
-        tools.append(suite.brainsfit_exe("tuned", brainsfit))
+        tools += [suite.ours_brainsfit("mri-ct", brainsfit), suite.brainsfit_exe("tuned", brainsfit)]
     results = []
     for tool in tools:
         job = dict(base, tool=tool.tool, label=tool.label, **dict(tool.options))

@@ -8,6 +8,7 @@ here in one place, and the report prints it next to the numbers it produced.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from cases import Case
@@ -30,26 +31,39 @@ def ours(preset: str) -> Tool:
     return Tool(f"ours ({preset})", "ours", (("preset", preset),), kind="ours")
 
 
-BRAINSFIT_DEFAULTS_SITK = Tool("BRAINSFit defaults (SimpleITK)", "brainsfit-sitk", (("recipe", "defaults"),))
-BRAINSFIT_TUNED_SITK = Tool("BRAINSFit tuned recipe (SimpleITK)", "brainsfit-sitk", (("recipe", "tuned"),))
+def ours_brainsfit(preset: str, path: str) -> Tool:
+    """Our plan and search, then the real BRAINSFit as the engine (``--engine BRAINSFit``)."""
+    return Tool(f"ours, BRAINSFit engine ({preset})", "ours",
+                (("preset", preset), ("engine", "BRAINSFit"), ("brainsfit", path)), kind="ours")
+
+
+#: The real BRAINSFit replaced its SimpleITK re-creation (issue 11): these labels name its two recipes.
+BRAINSFIT_DEFAULTS = "BRAINSFit defaults (executable)"
+BRAINSFIT_TUNED = "BRAINSFit tuned recipe (executable)"
 ANTS = Tool("ANTs Rigid (ANTsPy)", "ants")
 ELASTIX = Tool("elastix rigid (itk-elastix)", "elastix")
 
 
 def brainsfit_exe(recipe: str, path: str) -> Tool:
-    return Tool(f"BRAINSFit {recipe} (executable)", "brainsfit-exe", (("recipe", recipe), ("brainsfit", path)))
+    """The real BRAINSFit; the tuned recipe's Crop Volume 8x uses ResampleScalarVectorDWIVolume beside it."""
+    resample = Path(path).with_name("ResampleScalarVectorDWIVolume")
+    options = (("recipe", recipe), ("brainsfit", path)) + (
+        (("resample", str(resample)),) if recipe == "tuned" and resample.is_file() else ())
+    return Tool(BRAINSFIT_DEFAULTS if recipe == "defaults" else BRAINSFIT_TUNED, "brainsfit-exe", options)
 
 
 def peers(brainsfit: Optional[str]) -> List[Tool]:
-    tools = [BRAINSFIT_DEFAULTS_SITK, BRAINSFIT_TUNED_SITK]
-    if brainsfit:
-        tools += [brainsfit_exe("defaults", brainsfit), brainsfit_exe("tuned", brainsfit)]
+    tools = [brainsfit_exe("defaults", brainsfit), brainsfit_exe("tuned", brainsfit)] if brainsfit else []
     return tools + [ANTS, ELASTIX]
 
 
 def tools_for(case: Case, brainsfit: Optional[str], skip: Tuple[str, ...] = ()) -> List[Tool]:
-    """Ours with each preset that applies to the case, then every peer (minus ``skip`` labels)."""
-    chosen = [ours(preset) for preset in case.presets] + peers(brainsfit)
+    """Ours with each preset that applies to the case (and its first with the BRAINSFit engine), then
+    every peer (minus ``skip`` labels)."""
+    chosen = [ours(preset) for preset in case.presets]
+    if brainsfit:
+        chosen.append(ours_brainsfit(case.presets[0], brainsfit))
+    chosen += peers(brainsfit)
     return [tool for tool in chosen if tool.label not in skip]
 
 
@@ -101,12 +115,12 @@ MODES = {
         grid_ct_factor=4,
         grid_parallel=2,
         grid_native_ours=False,
-        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS_SITK.label, ELASTIX.label),
+        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS, ELASTIX.label),
         scaling_spacings=(0.3, 0.2),
         scaling_side_mm=60.0,
         skips=(
-            (BRAINSFIT_TUNED_SITK.label, tuple(CASE_SPECS), "not run in --quick (3-4 min a run)"),
-            (BRAINSFIT_DEFAULTS_SITK.label, ("start-20-20", "pair"), "not run in --quick (~4 min on the native CT)"),
+            (BRAINSFIT_TUNED, tuple(CASE_SPECS), "not run in --quick (3-4 min a run)"),
+            (BRAINSFIT_DEFAULTS, ("start-20-20", "pair"), "not run in --quick (~4 min on the native CT)"),
             (
                 ANTS.label,
                 ("start-20-20", "microct-start-20-20", "pair"),
@@ -136,7 +150,7 @@ MODES = {
         grid_ct_factor=4,
         grid_parallel=2,
         grid_native_ours=False,
-        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS_SITK.label, ANTS.label, ELASTIX.label),
+        grid_tools=("ours (mri-ct)", BRAINSFIT_DEFAULTS, ANTS.label, ELASTIX.label),
         scaling_spacings=(0.3, 0.2, 0.15, 0.1, 0.075),
         scaling_side_mm=60.0,
         notes=(

@@ -209,3 +209,53 @@ def test_extension_cmake_and_icons():
     license = (REPO / "LICENSE").read_text()
     assert "Apache License" in license and "Version 2.0, January 2004" in license
     assert "Copyright 2026 The MultimodalKneeRegistration authors" in license
+
+
+def test_parameter_to_widget_mapping_comes_from_the_ui_file_and_is_checked_both_ways():
+    """Defect 1: the panel binds with ``connectParametersToGui(mapping)``; the mapping is read from the
+    .ui file and every parameter must have exactly one widget, every bound widget a parameter."""
+    from MultimodalKneeRegistrationSlicer.gui_binding import parameterWidgetNames
+
+    fields, text = _parameterNodeFields(), UI_FILE.read_text()
+    mapping = parameterWidgetNames(text, list(fields))
+    assert set(mapping) == set(fields)
+    assert mapping["preset"] == "presetComboBox" and mapping["spacingMultiplier"] == "spacingMultiplierSpinBox"
+    renamed = text.replace("<string>roiMarginMm</string>", "<string>roiMargin</string>")
+    with pytest.raises(ValueError, match=r"parameters without a widget: \['roiMarginMm'\].*"
+                                         r"widgets bound to no parameter: \{'roiMargin'"):
+        parameterWidgetNames(renamed, list(fields))
+    doubled = text.replace("<string>numberOfIterations</string>", "<string>engine</string>")
+    with pytest.raises(ValueError, match="bound to more than one widget: {'engine'"):
+        parameterWidgetNames(doubled, list(fields))
+    source = MODULE_FILE.read_text()
+    assert "connectParametersToGui(self.widgetMapping())" in source and ".connectGui(" not in source
+
+
+def test_spacing_multiplier_range_is_auto_or_whole_numbers_from_1():
+    """Defect 8: the spin box shows whole numbers from 0 ("auto") to 64; the parameter refuses 0 < v < 1."""
+    from MultimodalKneeRegistrationSlicer.parameters import MAX_SPACING_MULTIPLIER
+
+    box = next(w for w in ElementTree.parse(UI_FILE).iter("widget") if w.get("name") == "spacingMultiplierSpinBox")
+    props = {p.get("name"): p for p in box.findall("property")}
+    assert props["decimals"].findtext("number") == "0" and float(props["minimum"].findtext("double")) == 0.0
+    assert float(props["maximum"].findtext("double")) == MAX_SPACING_MULTIPLIER
+    assert float(props["singleStep"].findtext("double")) == 1.0
+    assert props["specialValueText"].findtext("string") == "auto"
+    base, extras = _parameterNodeFields()["spacingMultiplier"]
+    assert base == "float" and "WithinRange(0.0, MAX_SPACING_MULTIPLIER)" in extras
+    assert "SpacingMultiplierValidator()" in extras and "Decimals(0)" in extras
+
+
+def test_every_file_the_cmake_lists_name_exists_and_no_url_is_made_up():
+    """Defect 8: file names in the CMake files (comments included) exist; extension URLs are either
+    empty (to fill in before submission, as the comment says) or real https URLs."""
+    for cmake, root in ((MODULE / "CMakeLists.txt", MODULE), (REPO / "CMakeLists.txt", REPO)):
+        text = cmake.read_text().replace("${MODULE_NAME}", "MultimodalKneeRegistration")
+        for name in re.findall(r"[\w./-]+\.(?:py|ui|png)\b", text):
+            assert (root / name).is_file() or (REPO / name).is_file(), f"{cmake.name} names {name}"
+    text = (REPO / "CMakeLists.txt").read_text()
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        value = re.search(rf'set\({variable} "([^"]*)"\)', text).group(1)
+        assert value == "" or value.startswith("https://"), variable
+        assert "SlicerMultimodalKneeRegistration" not in value, "no repository of that name exists"
+    assert "Fill them in before submitting" in text

@@ -1,8 +1,9 @@
 """The module file's Logic and self-test code, run on the slicer-core wheel with a stand-in Slicer shell.
 
 Qt, ``slicer.ScriptedLoadableModule``, ``slicer.parameterNodeWrapper`` and ``slicer.i18n`` exist only
-inside the Slicer application, so small stand-ins replace them here (the GUI layer, which cannot run
-here). Everything below them is real: the MRML scene, nodes, Crop Volume logic and the registration.
+inside the Slicer application, so small stand-ins replace them here (``module_stubs``: the GUI layer,
+which cannot run here). Everything below them is real: the MRML scene, nodes, Crop Volume logic and
+the registration.
 This runs the module file's ``MultimodalKneeRegistrationLogic`` and its ``MultimodalKneeRegistrationTest``
 methods (on a small synthetic pair instead of SampleData, which needs the network), so a mistake in
 the self-test's own code shows up here rather than in someone's Slicer.
@@ -10,11 +11,8 @@ the self-test's own code shows up here rather than in someone's Slicer.
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
 import sys
-import types
-import typing
-import unittest
 from pathlib import Path
 
 import numpy as np
@@ -24,99 +22,59 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
+import module_stubs  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import PRESETS  # noqa: E402
 from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402
 
-MODULE_FILE = (
-    Path(__file__).resolve().parents[2] / "MultimodalKneeRegistration" / "MultimodalKneeRegistration.py"
-)
 CENTER = (0.0, 5.0, 10.0)
-
-
-class _Validator:
-    def __init__(self, *args):
-        self.args = args
-
-
-class Choice(_Validator):
-    def validate(self, value):
-        if value not in self.args[0]:
-            raise ValueError(f"{value!r} is not one of {self.args[0]}")
-
-
-class WithinRange(_Validator):
-    def validate(self, value):
-        if not self.args[0] <= value <= self.args[1]:
-            raise ValueError(f"{value} is outside [{self.args[0]}, {self.args[1]}]")
-
-
-def parameterNodeWrapper(cls):
-    """Stand-in: typed attributes with defaults, validated on assignment like the real wrapper."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    validators = {
-        name: [v for v in getattr(hint, "__metadata__", ()) if isinstance(v, _Validator)]
-        for name, hint in hints.items()
-    }
-    defaults = {name: getattr(cls, name, None) for name in hints}
-
-    class Wrapped:
-        def __init__(self, parameterNode):
-            object.__setattr__(self, "parameterNode", parameterNode)
-            for name, value in defaults.items():
-                setattr(self, name, value)
-
-        def __setattr__(self, name, value):
-            if name not in hints:
-                raise AttributeError(f"{cls.__name__} has no parameter {name!r}")
-            for validator in validators[name]:
-                validator.validate(value)
-            object.__setattr__(self, name, value)
-
-    Wrapped.__name__ = cls.__name__
-    return Wrapped
 
 
 @pytest.fixture
 def module(mrml, monkeypatch):
     """The module file, imported with stand-ins for the Slicer application's GUI layer."""
-    qt = types.ModuleType("qt")
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    i18n.translate = lambda context, text: text
-    pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    pnw.Choice, pnw.WithinRange, pnw.parameterNodeWrapper = Choice, WithinRange, parameterNodeWrapper
-    slm = types.ModuleType("slicer.ScriptedLoadableModule")
-
-    class ScriptedLoadableModuleLogic:
-        def __init__(self, parent=None):
-            self.parent = parent
-
-        def getParameterNode(self):
-            return mrml.scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-
-    class ScriptedLoadableModuleTest(unittest.TestCase):
-        def delayDisplay(self, message, msec=None):
-            print(message)
-
-    slm.ScriptedLoadableModule = type("ScriptedLoadableModule", (), {})
-    slm.ScriptedLoadableModuleWidget = type("ScriptedLoadableModuleWidget", (), {})
-    slm.ScriptedLoadableModuleLogic = ScriptedLoadableModuleLogic
-    slm.ScriptedLoadableModuleTest = ScriptedLoadableModuleTest
-    for name, stub in (
-        ("qt", qt),
-        ("slicer.i18n", i18n),
-        ("slicer.parameterNodeWrapper", pnw),
-        ("slicer.ScriptedLoadableModule", slm),
-    ):
+    for name, stub in module_stubs.stubModules(mrml.scene).items():
         monkeypatch.setitem(sys.modules, name, stub)
     monkeypatch.setattr(slicer, "mrmlScene", mrml.scene, raising=False)
-    monkeypatch.setitem(sys.modules, "SampleData", types.ModuleType("SampleData"))
-    spec = importlib.util.spec_from_file_location("MultimodalKneeRegistration", MODULE_FILE)
-    loaded = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "MultimodalKneeRegistration", loaded)
-    spec.loader.exec_module(loaded)
-    return loaded
+    monkeypatch.setitem(sys.modules, "MultimodalKneeRegistration", None)
+    return module_stubs.loadModuleFile(mrml.scene)
+
+
+_LIGHT_IMPORT = """
+import sys
+sys.path[:0] = [{testing!r}, {module!r}]
+import slicer
+import module_stubs
+module_stubs.loadModuleFile(slicer.vtkMRMLScene())
+heavy = sorted(name for name in sys.modules if name == "SimpleITK" or (
+    name.startswith("MultimodalKneeRegistrationLib.") and name.split(".")[1] not in ("errors", "settings",
+                                                                                        "settings_validation")))
+print("HEAVY:" + ",".join(heavy))
+"""
+
+
+@pytest.mark.mrml
+def test_module_file_imports_no_simpleitk_and_no_registration_code():
+    """Slicer imports every scripted module at start-up: ours must not load SimpleITK or the core's
+    registration code then (a fresh interpreter, so that nothing else imported them first)."""
+    here = Path(__file__).resolve().parent
+    code = _LIGHT_IMPORT.format(testing=str(here), module=str(module_stubs.MODULE_FILE.parent))
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("HEAVY:")]
+    assert completed.returncode == 0 and lines, completed.stderr[-2000:]
+    assert lines[0] == "HEAVY:", f"imported at module load: {lines[0][6:]}"
+
+
+@pytest.mark.mrml
+def test_logic_is_initialised_once(module, monkeypatch):
+    from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic
+
+    calls = []
+    original = KneeRegistrationLogic.__init__
+    monkeypatch.setattr(KneeRegistrationLogic, "__init__",
+                        lambda self, *args, **kwargs: (calls.append(args), original(self, *args, **kwargs))[1])
+    logic = module.MultimodalKneeRegistrationLogic()
+    assert len(calls) == 1 and logic.scene is slicer.mrmlScene
 
 
 @pytest.mark.mrml

@@ -152,3 +152,41 @@ def test_copied_code_reads_the_bones_before_the_run_and_registers_them_after():
     automatic = pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK", perBone=True)
     assert "fixed, moving, None  # None: the bones of the CT" in automatic
     assert "Bone" not in pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK")
+
+
+def test_light_constants_agree_with_the_core():
+    """``parameters`` repeats these so that the module file loads without SimpleITK (defect 8)."""
+    from MultimodalKneeRegistrationLib.engines import ENGINE_NAMES as CORE_ENGINES
+    from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET as CORE_DEFAULT
+    from MultimodalKneeRegistrationSlicer.parameters import DEFAULT_PRESET, PRESET_KNOBS
+
+    assert ENGINE_NAMES == list(CORE_ENGINES) and DEFAULT_PRESET == CORE_DEFAULT
+    assert set(PRESET_KNOBS) | {"preset"} == set(panelValuesFromSettings(PRESETS[DEFAULT_PRESET]))
+
+
+def test_a_preset_choice_brings_the_presets_values_and_nothing_else():
+    """Defect 6: what the combo box's ``activated`` signal applies (the widget calls nothing else)."""
+    from MultimodalKneeRegistrationSlicer.parameters import presetChoiceUpdates
+
+    current = dict(panelValuesFromSettings(PRESETS["mri-ct"]), numberOfIterations=123)
+    updates = presetChoiceUpdates("fast-preview", current)
+    wanted = panelValuesFromSettings(PRESETS["fast-preview"])
+    assert updates["preset"] == "fast-preview"
+    assert {**current, **updates} == wanted
+    assert all(current[name] != value for name, value in updates.items() if name != "preset")
+    # Picking the preset shown again resets the Advanced values to it (a deliberate user action).
+    mriCt = panelValuesFromSettings(PRESETS["mri-ct"])
+    assert presetChoiceUpdates("mri-ct", current) == {"preset": "mri-ct",
+                                                      "numberOfIterations": mriCt["numberOfIterations"]}
+    with pytest.raises(InputError, match="unknown preset"):
+        presetChoiceUpdates("mri-mri", current)
+
+
+@pytest.mark.parametrize("value, ok", [(0.0, True), (1.0, True), (4.0, True), (64.0, True), (0.5, False),
+                                       (0.999, False), (64.5, False), (-1.0, False)])
+def test_spacing_multiplier_is_auto_or_between_1_and_64(value, ok):
+    from MultimodalKneeRegistrationSlicer.parameters import spacingMultiplierProblem
+
+    assert (spacingMultiplierProblem(value) is None) == ok
+    if ok and value:
+        settingsFromPanelValues("mri-ct", spacingMultiplier=value)  # the core accepts what the panel accepts

@@ -1,8 +1,8 @@
 """Markups ROI <-> core Box, and Crop Volume's voxel-based cropping, on real MRML nodes.
 
 Interpolated cropping (spacing multiplier > 1) needs the ResampleScalarVectorDWIVolume CLI module,
-which the slicer-core wheel does not have: that path is checked to fail cleanly here, and the logic
-falls back to the core's downsampling (see test_logic_register.py).
+which a plain slicer-core scene does not have: that path is checked to fail cleanly here; it runs for
+real, through Slicer's CLI logic, in test_crop_volume_cli.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from MultimodalKneeRegistrationSlicer.roi_adapter import (  # noqa: E402
     addRoiNodeFromBox,
     boxFromRoiNode,
     roiCornersWorld,
+    temporaryRoi,
     updateRoiNodeFromBox,
 )
 from MultimodalKneeRegistrationSlicer.volume_adapter import (  # noqa: E402
@@ -161,3 +162,41 @@ def test_interpolated_crop_without_cli_modules_fails_cleanly(mrml, nodeIds):
     assert nodeIds(scene) == before
     with pytest.raises(InputError, match="below 1"):
         cropVolume(scene, mrml.cropLogic, volume, roi, spacingMultiplier=0.5)
+
+
+def _activePlace(mrml):
+    selection = mrml.app.GetSelectionNode()
+    return selection.GetActivePlaceNodeClassName(), selection.GetActivePlaceNodeID()
+
+
+@pytest.mark.mrml
+def test_temporary_roi_is_never_shown_and_gives_the_users_markups_list_back(mrml, nodeIds):
+    """Defect 3, with the real Markups logic: it gives every added ROI a visible display node and makes
+    it the active place node; a temporary ROI's display node is hidden at once, and afterwards the
+    user's list is active again and no display node is left."""
+    scene = mrml.scene
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "user's points")
+    assert _activePlace(mrml) == ("vtkMRMLMarkupsFiducialNode", points.GetID())  # what the Markups logic does
+    volume = addVolumeNodeFromSitkImage(scene, _ramp(), "volume")
+    before = nodeIds(scene)
+    box = Box(np.array([-8.0, 8.0, 22.0]), np.array([2.0, 20.0, 40.0]))
+    with temporaryRoi(scene, "MKR crop", box, volumeNode=volume) as roi:
+        assert _activePlace(mrml) == ("vtkMRMLMarkupsROINode", roi.GetID())  # the logic took over ...
+        display = roi.GetDisplayNode()
+        assert display is not None and not display.GetVisibility()  # ... but nothing is shown
+        assert roi.GetHideFromEditors() and not roi.GetSaveWithScene()
+        cropped = cropVolume(scene, mrml.cropLogic, volume, roi)
+    assert _activePlace(mrml) == ("vtkMRMLMarkupsFiducialNode", points.GetID())
+    assert nodeIds(scene) - before == {cropped.GetID()}
+    assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsROIDisplayNode") == 0
+
+
+@pytest.mark.mrml
+def test_temporary_roi_cleans_up_when_the_work_inside_fails(mrml, nodeIds):
+    scene = mrml.scene
+    before, active = nodeIds(scene), _activePlace(mrml)
+    with pytest.raises(InputError, match="does not overlap"):
+        with temporaryRoi(scene, "MKR crop", Box(np.array([500.0] * 3), np.array([510.0] * 3))) as roi:
+            cropVolume(scene, mrml.cropLogic, addVolumeNodeFromSitkImage(scene, _ramp(), "volume"), roi)
+    assert {i for i in nodeIds(scene) if "Volume" not in i} == {i for i in before if "Volume" not in i}
+    assert _activePlace(mrml) == active

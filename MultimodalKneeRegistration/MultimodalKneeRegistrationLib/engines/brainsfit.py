@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
+from ..geometry import apply_matrix, image_center, index_to_physical_matrix, transform_from_matrix, transform_to_matrix
 from ..progress import Progress
 from ..results import StageResult
 from .base import EngineOutput
@@ -63,12 +64,43 @@ class BrainsFitEngine:
         )
         for key in ("fixedVolume", "movingVolume", "linearTransform", "initialTransform"):
             del parameters[key]
+        fixed, initial = brainsfit_start(fixed, initial)
         transform, output = self.runner.run(fixed, moving, initial, parameters, progress)
         stage = StageResult(
             "BRAINSFit " + "+".join(plan.optimizer.transform_stages), -1, _stop_condition(output), np.nan,
             time.perf_counter() - began, endpoint=transform,
         )
         return EngineOutput(transform=transform, stages=[stage])
+
+
+def brainsfit_start(fixed: sitk.Image, initial: sitk.Transform) -> Tuple[sitk.Image, sitk.Transform]:
+    """The fixed image and start to hand BRAINSFit so that it starts exactly at ``initial``.
+
+    BRAINSFit sets the centre of its versor transforms to the fixed image's intensity centre of
+    gravity and keeps the transform's parameters (``BRAINSCommonLib/genericRegistrationHelper.hxx``
+    lines 193-211, in the BRAINSTools of Slicer 5.6.2 (37b0a0f), 5.8.1 (3b3cfd0) and 5.10.0 (36ae552,
+    the binary tested here)). That moves the start by (I - R)(new centre - old centre): nothing for
+    a small rotation, 66 mm for the porcine pair's 178 deg turn, from which BRAINSFit then wandered
+    off. So the start is written about that very centre, where moving the centre changes nothing.
+    The fixed image is first shifted to non-negative intensities (mutual information, and BRAINSFit's
+    histogram over each image's own range, do not change) so that the centre of gravity lies inside
+    the image instead of wherever negative CT values would push it.
+    """
+    low = float(np.min(sitk.GetArrayViewFromImage(fixed)))
+    shifted = sitk.ShiftScale(fixed, -low, 1.0) if low < 0 else fixed
+    return shifted, transform_from_matrix(transform_to_matrix(initial), center_of_gravity(shifted))
+
+
+def center_of_gravity(image: sitk.Image) -> np.ndarray:
+    """Intensity-weighted mean voxel position (LPS), as ITK's ImageMomentsCalculator computes it."""
+    array = sitk.GetArrayViewFromImage(image)
+    total = float(np.sum(array, dtype=np.float64))
+    if not total > 0:
+        return image_center(image)
+    index = [float(np.dot(np.arange(array.shape[2 - axis]),
+                          np.sum(array, axis=tuple(a for a in range(3) if a != 2 - axis), dtype=np.float64)))
+             / total for axis in range(3)]
+    return apply_matrix(index_to_physical_matrix(image), np.array([index]))[0]
 
 
 class BrainsFitExecutable:

@@ -1,8 +1,13 @@
-"""Run the module's in-Slicer self-test headless and exit with its status (0: passed).
+"""Run the module's in-Slicer self-test without a screen and exit with its status (0: passed).
 
-Slicer --no-splash --no-main-window --testing \\
+``--no-main-window`` still starts a Qt GUI application, which on Linux needs a display: give it a
+virtual one with ``xvfb-run`` (package ``xvfb``), or Qt's offscreen platform:
+
+xvfb-run -a Slicer --no-splash --no-main-window --testing \\
     --additional-module-paths <repo>/MultimodalKneeRegistration \\
     --python-script <repo>/MultimodalKneeRegistration/Testing/Python/run_self_test.py
+
+QT_QPA_PLATFORM=offscreen Slicer --no-splash --no-main-window --testing ...   (same arguments)
 
 The test (MultimodalKneeRegistrationTest) downloads Slicer's CTMRBrain and CBCTMRHead samples
 through the SampleData module (SHA256-checked), registers them with every engine this Slicer has
