@@ -18,7 +18,7 @@ from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
 
 #: ``MultimodalKneeRegistrationLib.pipeline.DEFAULT_PRESET`` (a test checks they agree).
-DEFAULT_PRESET = "mri-ct"
+DEFAULT_PRESET = "auto"
 PRESET_NAMES = list(PRESETS)
 #: ``MultimodalKneeRegistrationLib.engines.ENGINE_NAMES`` (a test checks they agree).
 ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]

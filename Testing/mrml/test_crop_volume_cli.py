@@ -23,7 +23,7 @@ from MultimodalKneeRegistrationLib.geometry import Box, point_distances  # noqa:
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
 from MultimodalKneeRegistrationLib.steps.planning import plan_registration  # noqa: E402
 from MultimodalKneeRegistrationLib.steps.preprocessing import downsample, working_image  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.crop_volume import cropVolume, interpolatedOutputSize  # noqa: E402
 from MultimodalKneeRegistrationSlicer.crop_volume_source import CropVolumeSource  # noqa: E402
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402

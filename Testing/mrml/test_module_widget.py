@@ -24,7 +24,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 
 import module_stubs  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import PRESETS  # noqa: E402
-from MultimodalKneeRegistrationLib.synthetic.phantom import GridSpec, make_registration_pair  # noqa: E402
+from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationSlicer.event_pump import PanelProgress  # noqa: E402
 from MultimodalKneeRegistrationSlicer.parameters import PRESET_KNOBS, PRESET_NAMES, panelValuesFromSettings  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import addVolumeNodeFromSitkImage  # noqa: E402
