@@ -27,13 +27,13 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.steps.preprocessing import downsample, replace_non_finite
+from MultimodalKneeRegistrationLib.io.sources import ArraySource
 
 from .coordinates import imageGeometryFromIjkToRas
 from .crop_volume import cropInterpolated
 from .roi_adapter import temporaryRoi
 from .temporary_nodes import removeNodes
-from .volume_adapter import ijkToRasOfNode, sitkImageFromVolumeNode, vtkMatrixFromArray
+from .volume_adapter import arrayViewOfVolumeNode, ijkToRasOfNode, sitkImageFromVolumeNode, vtkMatrixFromArray
 
 #: How far (in voxels) Crop Volume's grid may be from the planned one: its origin reaches the CLI as text
 #: with 6 significant digits (measured: up to 5e-5 mm on a 20 mm origin).
@@ -112,12 +112,13 @@ def onPlannedGrid(image: sitk.Image, expected: dict, tolerance: float = GRID_TOL
     return result
 
 
-class CropVolumeSource:
-    """A scalar volume node as the core's image source: headers now, the working image from Crop Volume.
+class CropVolumeSource(ArraySource):
+    """A scalar volume node as the core's image source, whose working image Crop Volume makes.
 
-    ``GetSize``/``GetSpacing``/``GetOrigin``/``GetDirection`` (LPS, the node's own coordinates) are
-    all the planner reads; ``block_averaged(factors)`` is what ``working_image`` calls. ``notes`` says
-    what was done (Crop Volume, or the core's block average and why).
+    The geometry (LPS, the node's own coordinates) is what the planner reads; ``block_averaged(factors)``
+    (what ``working_image`` calls) runs Crop Volume where it can and falls back to the core's average
+    of the node's voxels, in place, where it cannot; ``preview`` (checks, inspection) is always the
+    core's average. ``notes`` says what was done.
 
     Example:
         >>> source = CropVolumeSource(slicer.mrmlScene, slicer.modules.cropvolume.logic(), microCtNode)
@@ -125,35 +126,21 @@ class CropVolumeSource:
     """
 
     def __init__(self, scene, cropLogic, volumeNode, role: str = "volume") -> None:
+        origin, spacing, direction = imageGeometryFromIjkToRas(ijkToRasOfNode(volumeNode))
+        super().__init__(arrayViewOfVolumeNode(volumeNode), spacing, origin, direction, name=f"{role} image")
         self.scene, self.cropLogic, self.volumeNode, self.role = scene, cropLogic, volumeNode, role
-        self._origin, self._spacing, self._direction = imageGeometryFromIjkToRas(ijkToRasOfNode(volumeNode))
-        self._size = tuple(int(d) for d in volumeNode.GetImageData().GetDimensions())
         self.notes: List[str] = []
-
-    def GetSize(self) -> Tuple[int, ...]:
-        return self._size
-
-    def GetSpacing(self) -> Tuple[float, ...]:
-        return self._spacing
-
-    def GetOrigin(self) -> Tuple[float, ...]:
-        return self._origin
-
-    def GetDirection(self) -> Tuple[float, ...]:
-        return self._direction
-
-    def GetDimension(self) -> int:
-        return 3
+        self.note = ""
 
     def expectedGrid(self, factors: Sequence[int]) -> dict:
         """The planned working grid for ``factors`` (what the core's block average gives)."""
-        return blockAveragedGeometry(self._origin, self._spacing, self._direction, self._size, factors)
+        return blockAveragedGeometry(self.GetOrigin(), self.GetSpacing(), self.GetDirection(), self.GetSize(), factors)
 
     def block_averaged(self, factors: Sequence[int]) -> sitk.Image:
         """The working image (float32) on the block grid of ``factors``: Crop Volume where it can."""
-        factors = tuple(min(int(f), s) for f, s in zip(factors, self._size))
+        factors = tuple(min(int(f), s) for f, s in zip(factors, self.GetSize()))
         if all(f == 1 for f in factors):
-            return downsample(replace_non_finite(sitkImageFromVolumeNode(self.volumeNode, self.role)), factors)
+            return super().block_averaged(factors)
         reason = self._whyNotCropVolume(factors)
         if reason is None:
             image = onPlannedGrid(self._cropVolume(factors[0]), self.expectedGrid(factors))
@@ -165,21 +152,17 @@ class CropVolumeSource:
             reason = "Crop Volume's grid differed from the planned one"
         self.notes.append(f"The {self.role} image was block-averaged by {'x'.join(map(str, factors))} by the core "
                           f"instead of Crop Volume: {reason}.")
-        return downsample(replace_non_finite(sitkImageFromVolumeNode(self.volumeNode, self.role)), factors)
+        return super().block_averaged(factors)
 
     def _whyNotCropVolume(self, factors) -> Optional[str]:
         if len(set(factors)) > 1:
             return "its block factors differ per axis and Crop Volume has one spacing multiplier"
-        scalars = self.volumeNode.GetImageData().GetPointData().GetScalars()
-        if scalars.GetDataType() in (10, 11):  # VTK_FLOAT, VTK_DOUBLE: NaN/Inf would spread when interpolated
-            from vtk.util import numpy_support
-
-            if not np.all(np.isfinite(numpy_support.vtk_to_numpy(scalars))):
-                return "it has NaN or infinite voxels"
+        if self.array.dtype.kind == "f" and not np.all(np.isfinite(self.array)):
+            return "it has NaN or infinite voxels"  # interpolation would spread them
         return None
 
     def _cropVolume(self, factor: int) -> sitk.Image:
-        matrix, sizeMm = blockGridRoi(ijkToRasOfNode(self.volumeNode), self._size, (factor,) * 3)
+        matrix, sizeMm = blockGridRoi(ijkToRasOfNode(self.volumeNode), self.GetSize(), (factor,) * 3)
         with temporaryRoi(self.scene, "MKR working grid") as roi:
             roi.SetAndObserveTransformNodeID(self.volumeNode.GetTransformNodeID())
             roi.SetAndObserveObjectToNodeMatrix(vtkMatrixFromArray(matrix))
@@ -190,23 +173,3 @@ class CropVolumeSource:
             return sitkImageFromVolumeNode(output, f"{self.role} (Crop Volume)")
         finally:
             removeNodes(self.scene, [output])
-
-    def asImage(self) -> sitk.Image:
-        """The node's voxels as an image that still prepares itself through this source.
-
-        Today's ``register``/``run`` validate and inspect their inputs' voxels
-        (``validate_volume``, ``inspect_pair``), so a header-only source cannot pass there yet; this
-        image carries the voxels for those checks and hands ``block_averaged`` to the source.
-        """
-        return _SourceImage(sitkImageFromVolumeNode(self.volumeNode, self.role), self)
-
-
-class _SourceImage(sitk.Image):
-    """A SimpleITK image (sharing its buffer) whose working image comes from a ``CropVolumeSource``."""
-
-    def __init__(self, image: sitk.Image, source: CropVolumeSource) -> None:
-        super().__init__(image)
-        self.source = source
-
-    def block_averaged(self, factors: Sequence[int]) -> sitk.Image:
-        return self.source.block_averaged(factors)

@@ -93,6 +93,19 @@ def _slicerModule(name: str):
     return getattr(modules, name, None) if modules is not None else None
 
 
+#: Volumes whose voxels take more memory than this reach the core in place (``_coreInput``).
+IN_PLACE_ABOVE_BYTES = 256_000_000
+
+
+def _coreInput(volumeNode, role: str):
+    """A large volume node as the core's in-place source, a small one as a SimpleITK copy."""
+    from .volume_adapter import sitkImageFromVolumeNode, sourceFromVolumeNode, volumeBytes
+
+    if volumeBytes(volumeNode) > IN_PLACE_ABOVE_BYTES:
+        return sourceFromVolumeNode(volumeNode, role)
+    return sitkImageFromVolumeNode(volumeNode, role)
+
+
 class KneeRegistrationLogic:
     """Registration on MRML nodes; usable from the Python console without the widget.
 
@@ -215,20 +228,23 @@ class KneeRegistrationLogic:
         return outputTransformNode
 
     def _inputImages(self, fixedNode, movingNode, roiNode, preparation: str, temporary: List):
-        """(fixed, moving, Crop Volume sources) for the core; nodes the run needs go into ``temporary``."""
-        from .volume_adapter import sitkImageFromVolumeNode
+        """(fixed, moving, Crop Volume sources) for the core; nodes the run needs go into ``temporary``.
 
+        A volume larger than ``IN_PLACE_ABOVE_BYTES`` reaches the core as a source over its own voxels
+        (averaged slab by slab where they lie: no SimpleITK copy of a multi-gigabyte micro-CT); smaller
+        ones as SimpleITK copies, as always.
+        """
         fixedSource = fixedNode
         if roiNode is not None:
             fixedSource = self._fixedInRoi(fixedNode, roiNode)
             temporary.append(fixedSource)
         if preparation != "CropVolume":
-            return (sitkImageFromVolumeNode(fixedSource, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"), [])
+            return _coreInput(fixedSource, "fixed"), _coreInput(movingNode, "moving"), []
         from .crop_volume_source import CropVolumeSource
 
         sources = [CropVolumeSource(self.scene, self.cropVolumeLogic, fixedSource, "fixed"),
                    CropVolumeSource(self.scene, self.cropVolumeLogic, movingNode, "moving")]
-        return sources[0].asImage(), sources[1].asImage(), sources
+        return sources[0], sources[1], sources
 
     def readBoneLabels(
         self, fixedNode, movingNode, segmentationNode=None, *, expectedBones: Optional[int] = None

@@ -68,6 +68,35 @@ def sitkImageFromVolumeNode(volumeNode, name: str = "volume") -> sitk.Image:
     return image
 
 
+def arrayViewOfVolumeNode(volumeNode) -> np.ndarray:
+    """The node's voxels as a (z, y, x) numpy view of its image data: no copy (scalar volumes only)."""
+    imageData = volumeNode.GetImageData()
+    dims = imageData.GetDimensions()
+    return numpy_support.vtk_to_numpy(imageData.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+
+
+def sourceFromVolumeNode(volumeNode, name: str = "volume"):
+    """The core's ``ArraySource`` over the node's voxels where they lie: a working image is averaged from
+    them slab by slab, and no SimpleITK copy of a (large) volume is ever made.
+
+    Example:
+        >>> microct = sourceFromVolumeNode(slicer.util.getNode("microCT"), "moving")  # doctest: +SKIP
+    """
+    from MultimodalKneeRegistrationLib.io.sources import ArraySource
+
+    origin, spacing, direction = imageGeometryFromIjkToRas(ijkToRasOfNode(volumeNode))
+    return ArraySource(arrayViewOfVolumeNode(volumeNode), spacing, origin, direction, name=f"{name} volume")
+
+
+def volumeBytes(volumeNode) -> int:
+    """Memory the node's voxels take (0 without image data)."""
+    imageData = volumeNode.GetImageData()
+    if imageData is None or imageData.GetPointData().GetScalars() is None:
+        return 0
+    scalars = imageData.GetPointData().GetScalars()
+    return int(scalars.GetNumberOfTuples()) * scalars.GetNumberOfComponents() * scalars.GetDataTypeSize()
+
+
 def updateVolumeNodeFromSitkImage(volumeNode, image: sitk.Image) -> None:
     """Replace the node's voxels and geometry by ``image`` (a copy); its parent transform is kept."""
     array = sitk.GetArrayFromImage(image)

@@ -218,3 +218,24 @@ def test_porcine_ct_mr_through_the_logic_matches_the_reference(mrml, porcine_dir
     assert errors.mean() <= 1.0
     assert errors.max() <= 2.5
     assert out.result.passed_sanity_checks
+
+
+@pytest.mark.mrml
+def test_large_volumes_reach_the_core_in_place_and_register_identically(mrml, pair, monkeypatch):
+    """Issue 14: a volume over the limit is averaged where its voxels lie (no SimpleITK copy); the
+    working images, hence the transform, are bit-identical to the copied ones'."""
+    import MultimodalKneeRegistrationSlicer.logic as logicModule
+    from MultimodalKneeRegistrationLib.io.sources import ArraySource
+    from MultimodalKneeRegistrationSlicer.volume_adapter import arrayViewOfVolumeNode, sourceFromVolumeNode
+
+    fixed, moving = _nodes(mrml.scene, pair)
+    source = sourceFromVolumeNode(moving, "moving")
+    assert isinstance(source, ArraySource) and np.shares_memory(source.array, arrayViewOfVolumeNode(moving))
+    settings = settings_for_preset("fast-preview")
+    logic = KneeRegistrationLogic(mrml.scene, mrml.cropLogic)
+    copied = logic.register(fixed, moving, settings).result.transform.GetParameters()
+    moving.SetAndObserveTransformNodeID(None)
+    monkeypatch.setattr(logicModule, "IN_PLACE_ABOVE_BYTES", 0)
+    out = logic.register(fixed, moving, settings)
+    assert out.result.transform.GetParameters() == copied
+    assert any("averaged where it lies in memory" in s for s in out.result.plan.explanation)
