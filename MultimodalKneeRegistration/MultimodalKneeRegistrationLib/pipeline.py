@@ -175,7 +175,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     before, after = metric.value(start_internal), metric.value(output.transform)
     checks, failures = check_result(final, start, before, after, work.sampled, other, output.transform, plan,
                                     settings.checks)
-    confidence, looks, doubts = judge(evidence, settings.checks)
+    confidence, looks, doubts = judge(evidence, settings.checks, plan.search_spacing_mm)
     checks.update(looks)
     failures += doubts
     result = RegistrationResult(

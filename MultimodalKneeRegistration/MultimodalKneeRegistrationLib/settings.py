@@ -126,16 +126,20 @@ class CheckSettings:
     max_scale_deviation: float = 0.3
     #: Without the search, a result may turn at most this far from the start (else it wandered off).
     max_rotation_without_search_deg: float = 45.0
-    #: The verdict's limits (``steps.verdict``), measured on the case family: the result's score over
-    #: the best different pose's (relative), the two images' edge correlation at the result, and the
-    #: smallest relative score drop for a 2 mm / 2 deg move. Below a limit the result is refused; at
-    #: the "sure" value that look grades 1 (the confidence is the weakest grade).
-    min_margin: float = 0.08
+    #: The verdict's limits (``steps.verdict``), set on the case family's 63 cases (FAMILY.md): the
+    #: result's score over the best different pose's (relative), the two images' edge correlation at
+    #: the result and its lead over the competitor's, the smallest relative score drop for a one-voxel
+    #: move, and how far (in search voxels) a local search moves the result. Below a limit the result
+    #: is refused; at the "sure" value that look grades 1 (the confidence is the weakest grade).
+    min_margin: float = 0.105
     sure_margin: float = 0.25
-    min_edge_agreement: float = 0.5
-    sure_edge_agreement: float = 0.8
+    min_edge_agreement: float = 0.70
+    sure_edge_agreement: float = 0.85
+    min_edge_lead: float = 0.0
+    sure_edge_lead: float = 0.1
     min_constraint: float = 0.012
-    sure_constraint: float = 0.025
+    sure_constraint: float = 0.05
+    max_polish_voxels: float = 2.5
 
 
 @dataclass(frozen=True)

@@ -22,26 +22,39 @@ def grade(value, limit: float, sure: float) -> float:
     return float(np.clip((value - limit) / max(sure - limit, 1e-9), 0.0, 1.0))
 
 
-def judge(evidence, checks) -> Tuple[float, Dict[str, dict], List[str]]:
+def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], List[str]]:
     """(confidence in [0, 1], one check entry per look, failure sentences) for ``evidence``.
 
-    ``checks`` holds the limits (``settings.checks``): ``min_margin``, ``min_edge_agreement`` and
-    ``min_constraint``, with the values at which each look counts as sure.
+    ``checks`` holds the limits (``settings.checks``) and the values at which each look counts as
+    sure; ``spacing_mm`` is the search's voxel size (the polish shift is counted in it).
     """
-    looks = {
+    lead = None if evidence.competitor_edge_ncc is None else evidence.edge_ncc - evidence.competitor_edge_ncc
+    looks = {  # name: (value, limit, sure); a look passes at or above its limit
         "margin_over_competitor": (evidence.margin, checks.min_margin, checks.sure_margin),
         "edge_agreement": (evidence.edge_ncc, checks.min_edge_agreement, checks.sure_edge_agreement),
+        "edge_lead_over_competitor": (lead, checks.min_edge_lead, checks.sure_edge_lead),
         "constraint": (evidence.weakest_drop, checks.min_constraint, checks.sure_constraint),
     }
     entries, failures = {}, []
     for name, (value, limit, _) in looks.items():
         passed = value is None or value >= limit
-        entries[name] = {"value": None if value is None else round(float(value), 4), "limit": f">= {limit}",
-                         "passed": passed}
+        entries[name] = _entry(value, f">= {limit:g}", passed)
         if not passed:
             failures.append(_sentence(name, evidence))
-    confidence = min(grade(value, limit, sure) for value, limit, sure in looks.values())
+    polish_voxels = evidence.polish_shift_mm / spacing_mm
+    converged = polish_voxels <= checks.max_polish_voxels
+    entries["optimiser_converged"] = _entry(polish_voxels, f"<= {checks.max_polish_voxels:g} search voxels moved by "
+                                            "a local search", converged)
+    if not converged:
+        failures.append(_sentence("optimiser_converged", evidence))
+    grades = [grade(value, limit, sure) for value, limit, sure in looks.values()]
+    grades.append(grade(-polish_voxels, -checks.max_polish_voxels, 0.0))
+    confidence = min(grades)
     return round(confidence, 3), entries, failures
+
+
+def _entry(value, limit: str, passed: bool) -> dict:
+    return {"value": None if value is None else round(float(value), 4), "limit": limit, "passed": passed}
 
 
 def _sentence(name: str, evidence) -> str:
@@ -52,5 +65,12 @@ def _sentence(name: str, evidence) -> str:
     if name == "edge_agreement":
         return (f"the two images' edges barely agree at the result (correlation {evidence.edge_ncc:.2f}): it is "
                 "probably a look-alike pose")
+    if name == "edge_lead_over_competitor":
+        return (f"the edges agree better with another pose, {evidence.competitor_distance_mm:.0f} mm and "
+                f"{evidence.competitor_rotation_deg:.0f} deg away ({evidence.competitor_edge_ncc:.2f} against "
+                f"{evidence.edge_ncc:.2f}): the result is probably a look-alike")
+    if name == "optimiser_converged":
+        return (f"a local search moves the result by {evidence.polish_shift_mm:.1f} mm: the optimiser stopped short "
+                "of the metric's optimum")
     return (f"the score hardly changes when the result moves by one search voxel (weakest direction "
             f"{100 * evidence.weakest_drop:.1f}%): the images do not pin the pose down")
