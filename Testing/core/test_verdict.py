@@ -1,0 +1,71 @@
+"""The verdict (issue 15): each look refuses on its own, the confidence is the weakest grade, and a
+refusal names what competes with the result. Evidence is built by hand, so every figure is known."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from MultimodalKneeRegistrationLib.settings import CheckSettings
+from MultimodalKneeRegistrationLib.steps.evidence import Evidence
+from MultimodalKneeRegistrationLib.steps.verdict import grade, judge
+
+CHECKS = CheckSettings()
+SPACING_MM = 1.5
+
+#: Evidence every look is sure of: the confidence is 1.
+SURE = Evidence(score=0.40, polish_shift_mm=0.0, competitor_score=0.20, competitor_distance_mm=40.0,
+                competitor_rotation_deg=170.0, margin=0.50, edge_ncc=0.95, competitor_edge_ncc=0.50,
+                weakest_drop=0.10)
+
+
+def test_grade_is_zero_at_the_limit_one_when_sure_and_linear_between():
+    assert grade(0.1, 0.1, 0.3) == 0.0 and grade(0.05, 0.1, 0.3) == 0.0
+    assert grade(0.3, 0.1, 0.3) == 1.0 and grade(0.9, 0.1, 0.3) == 1.0
+    assert grade(0.2, 0.1, 0.3) == pytest.approx(0.5)
+    assert grade(None, 0.1, 0.3) == 1.0
+
+
+def test_sure_evidence_passes_every_look_with_full_confidence():
+    confidence, entries, failures = judge(SURE, CHECKS, SPACING_MM)
+    assert (confidence, failures) == (1.0, [])
+    assert set(entries) == {"margin_over_competitor", "edge_agreement", "edge_lead_over_competitor",
+                            "constraint", "optimiser_converged"}
+    assert all(entry["passed"] for entry in entries.values())
+
+
+@pytest.mark.parametrize("change, look, words", [
+    ({"margin": 0.05, "competitor_score": 0.38}, "margin_over_competitor", "40 mm and 170 deg away"),
+    ({"edge_ncc": 0.60}, "edge_agreement", "edges barely agree"),
+    ({"competitor_edge_ncc": 0.97}, "edge_lead_over_competitor", "edges agree better with another pose"),
+    ({"weakest_drop": 0.005}, "constraint", "do not pin the pose down"),
+    ({"polish_shift_mm": 6.0}, "optimiser_converged", "moves the result by 6.0 mm"),
+])
+def test_each_look_refuses_on_its_own_and_says_why(change, look, words):
+    confidence, entries, failures = judge(replace(SURE, **change), CHECKS, SPACING_MM)
+    assert confidence == 0.0
+    assert [name for name, entry in entries.items() if not entry["passed"]] == [look]
+    assert len(failures) == 1 and words in failures[0]
+
+
+def test_confidence_is_the_weakest_grade():
+    halfway_margin = (CHECKS.min_margin + CHECKS.sure_margin) / 2
+    edge = CHECKS.min_edge_agreement + 0.8 * (CHECKS.sure_edge_agreement - CHECKS.min_edge_agreement)
+    confidence, _, failures = judge(replace(SURE, margin=halfway_margin, edge_ncc=edge), CHECKS, SPACING_MM)
+    assert failures == [] and confidence == pytest.approx(0.5, abs=1e-3)
+
+
+def test_polish_shift_is_counted_in_search_voxels():
+    shift = replace(SURE, polish_shift_mm=3.0)  # 2 voxels at 1.5 mm, 6 at 0.5 mm
+    assert judge(shift, CHECKS, 1.5)[2] == []
+    _, entries, failures = judge(shift, CHECKS, 0.5)
+    assert (entries["optimiser_converged"]["value"], entries["optimiser_converged"]["passed"]) == (6.0, False)
+    assert len(failures) == 1
+
+
+def test_without_a_search_the_competitor_looks_are_not_held_against_the_result():
+    alone = replace(SURE, competitor_score=None, competitor_distance_mm=None, competitor_rotation_deg=None,
+                    margin=None, competitor_edge_ncc=None)
+    confidence, entries, failures = judge(alone, CHECKS, SPACING_MM)
+    assert failures == [] and confidence == 1.0
+    assert entries["margin_over_competitor"]["value"] is None and entries["margin_over_competitor"]["passed"]
