@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InputError, RegistrationFailedError
 from .progress import Progress
+from .terminal import TerminalLine
 
 log = logging.getLogger("knee-register")
 #: Inputs whose voxels take more memory than this are read in slabs, never whole (``--stream-above-mb``).
@@ -30,31 +31,23 @@ class ProgressPrinter:
     logs); nothing when quiet."""
 
     def __init__(self, quiet: bool = False, stream=None) -> None:
-        self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last_step, self.active, self.started = -1, False, time.perf_counter()
+        self.terminal = TerminalLine(stream)
+        self.last_step, self.started = -1, time.perf_counter()
         self.phase = ""
 
     def __call__(self, fraction: float, message: str) -> None:
         if self.quiet:
             return
         elapsed = time.perf_counter() - self.started
-        if self.tty:
-            filled = int(round(fraction * 30))
-            line = f"\r[{'#' * filled}{'.' * (30 - filled)}] {100 * fraction:3.0f}% {elapsed:5.0f}s  {message}"
-            self.stream.write(line[:119].ljust(120))
-            self.active = True
+        if self.terminal.tty:
+            self.terminal.draw(fraction, f"{100 * fraction:3.0f}% {elapsed:5.0f}s  {message}")
         elif int(fraction * 10) > self.last_step or _phase(message) != self.phase:
             self.last_step, self.phase = int(fraction * 10), _phase(message)
-            self.stream.write(f"{100 * fraction:3.0f}% ({elapsed:.0f} s) {message}\n")
-        self.stream.flush()
+            self.terminal.line(f"{100 * fraction:3.0f}% ({elapsed:.0f} s) {message}")
 
     def close(self) -> None:
-        if self.active:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.active = False
+        self.terminal.close()
 
 
 def _phase(message: str) -> str:

@@ -104,8 +104,7 @@ def cropVolume(
             f"the crop region does not overlap the volume '{inputVolumeNode.GetName()}'",
             "move the ROI onto the anatomy shown by that volume",
         )
-    outputNode = _newOutputNode(scene, inputVolumeNode, outputName)
-    try:
+    with _croppedOutput(scene, inputVolumeNode, outputName, keepParentTransform) as outputNode:
         # Limited to the input's extent: a region reaching past the volume is not padded with
         # made-up voxels (Apply's voxel-based mode pads, which would bias the metric).
         errorCode = cropLogic.CropVoxelBased(roiNode, inputVolumeNode, outputNode, True, 0.0)
@@ -114,12 +113,21 @@ def cropVolume(
                 f"Crop Volume could not crop '{inputVolumeNode.GetName()}' (error code {errorCode})",
                 "see the application log for Crop Volume's message",
             )
+    return outputNode
+
+
+@contextmanager
+def _croppedOutput(scene, inputVolumeNode, outputName: Optional[str], keepParentTransform: bool) -> Iterator:
+    """A new output node for the ``with`` block: removed when the block fails, and without the
+    input's parent transform after it unless ``keepParentTransform``."""
+    outputNode = _newOutputNode(scene, inputVolumeNode, outputName)
+    try:
+        yield outputNode
     except BaseException:
         removeNodes(scene, [outputNode])
         raise
     if not keepParentTransform:
         outputNode.SetAndObserveTransformNodeID(None)
-    return outputNode
 
 
 def interpolatedOutputSize(cropLogic, roiNode, inputVolumeNode, spacingScale: float, isotropic: bool) -> Tuple:
@@ -163,9 +171,8 @@ def cropInterpolated(scene, cropLogic, inputVolumeNode, roiNode, spacingScale: f
     if min(size) < 1:
         raise InputError(f"the crop region is smaller than one output voxel of '{inputVolumeNode.GetName()}' "
                          f"({size[0]}x{size[1]}x{size[2]})", "make the ROI larger or the spacing multiplier smaller")
-    outputNode = _newOutputNode(scene, inputVolumeNode, outputName)
     modes = {"nearest": 1, "linear": 2, "windowedSinc": 3, "bspline": 4}  # vtkMRMLCropVolumeParametersNode.h:32-35
-    try:
+    with _croppedOutput(scene, inputVolumeNode, outputName, keepParentTransform) as outputNode:
         with keepActivePlaceNodes(scene), _nodesAdded(scene) as added:  # its origin point becomes active
             errorCode = cropLogic.CropInterpolated(roiNode, inputVolumeNode, outputNode, bool(isotropic),
                                                    float(spacingScale), modes[interpolation], 0.0)
@@ -176,11 +183,6 @@ def cropInterpolated(scene, cropLogic, inputVolumeNode, roiNode, spacingScale: f
                 "vtkMRMLSubjectHierarchyNode")])
         cliNodes = [node for node in added if node.IsA("vtkMRMLCommandLineModuleNode")]
         _checkInterpolatedCrop(inputVolumeNode, outputNode, errorCode, cliNodes, size)
-    except BaseException:
-        removeNodes(scene, [outputNode])
-        raise
-    if not keepParentTransform:
-        outputNode.SetAndObserveTransformNodeID(None)
     return outputNode
 
 

@@ -13,11 +13,11 @@ Example:
 
 from __future__ import annotations
 
-import sys
 import time
 import unicodedata
 from typing import Dict, Optional, TextIO
 
+from ..terminal import TerminalLine
 from .outcome import STATUSES, PairOutcome
 
 
@@ -32,11 +32,9 @@ class PairProgress:
 
     def __init__(self, total: int, stream: Optional[TextIO] = None, quiet: bool = False) -> None:
         self.total, self.done, self.quiet = total, 0, quiet
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.terminal = TerminalLine(stream, width=140)
         self.counts: Dict[str, int] = {}
         self.started = time.monotonic()
-        self.active = False
 
     def update(self, outcome: PairOutcome) -> None:
         self.done += 1
@@ -44,21 +42,15 @@ class PairProgress:
         if self.quiet:
             return
         seconds = f" ({outcome.seconds:.0f} s)" if outcome.seconds is not None and outcome.status != "skipped" else ""
-        if self.tty:
-            filled = int(round(30 * self.done / max(self.total, 1)))
+        if self.terminal.tty:
             counts = ", ".join(f"{self.counts[s]} {s}" for s in STATUSES if self.counts.get(s))
-            line = (f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} "
-                    f"{time.monotonic() - self.started:5.0f}s  {counts}  last: {printable(outcome.pair_id, 30)}")
-            self.stream.write(line[:139].ljust(140))
-            self.active = True
+            self.terminal.draw(self.done / max(self.total, 1),
+                               f"{self.done}/{self.total} {time.monotonic() - self.started:5.0f}s  {counts}  "
+                               f"last: {printable(outcome.pair_id, 30)}")
         else:
             detail = f": {printable(outcome.message, 200)}" if not outcome.succeeded and outcome.message else ""
-            self.stream.write(f"[{self.done}/{self.total}] {printable(outcome.pair_id)}: {outcome.status}"
-                              f"{seconds}{detail}\n")
-        self.stream.flush()
+            self.terminal.line(f"[{self.done}/{self.total}] {printable(outcome.pair_id)}: {outcome.status}"
+                               f"{seconds}{detail}")
 
     def close(self) -> None:
-        if self.active:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.active = False
+        self.terminal.close()
