@@ -3,6 +3,11 @@
 The Slicer shell (module, parameter node, widget, logic, self-test). The algorithms live in
 ``MultimodalKneeRegistrationLib`` (pure Python, no Slicer) and the MRML adapters in
 ``MultimodalKneeRegistrationSlicer``. Written for Slicer 5.6 - 5.10 (Python 3.9 and later).
+
+Why one file of ~600 lines: Slicer finds a scripted module's five classes (module, parameter node,
+widget, logic, test) in the file named after the module, and its self-test and the Extension Wizard
+expect them there. Each class is kept thin: the widget binds the panel to the parameter node, the
+logic hands the node's values to ``KneeRegistrationLogic``, and everything else lives in the packages.
 """
 
 import logging

@@ -36,6 +36,39 @@ def _defaultProcessEvents() -> Optional[Callable[[], None]]:
     return app.processEvents if app is not None else None
 
 
+def _waitWhileBusy(cliNode, title: str, pump, progress, shouldCancel, pollSeconds: float) -> bool:
+    """Keep the application responsive and report progress while ``cliNode`` runs; ask it to cancel
+    once ``shouldCancel()`` turns true. Returns whether a cancel was requested."""
+    cancelRequested = False
+    while cliNode.IsBusy():
+        pump()
+        if shouldCancel is not None and not cancelRequested and shouldCancel():
+            cliNode.Cancel()
+            cancelRequested = True
+        if progress is not None:
+            progress(min(1.0, max(0.0, cliNode.GetProgress() / 100.0)), f"{title} running")
+        time.sleep(pollSeconds)
+    return cancelRequested
+
+
+def _raiseUnlessCompleted(cliNode, title: str, cancelRequested: bool) -> None:
+    """``CancelledError`` for a cancelled run, ``RegistrationFailedError`` with the CLI's own error
+    text for a failed one, nothing for a completed one."""
+    status = cliNode.GetStatus()
+    if status == cliNode.Cancelled or (cancelRequested and status != cliNode.Completed):
+        raise CancelledError(f"{title} was cancelled", "nothing was written")
+    if status & cliNode.ErrorsMask:
+        raise RegistrationFailedError(
+            f"{title} failed ({cliNode.GetStatusString()}): {last_words(cliNode.GetErrorText() or '')}",
+            "the full message is in the application's error log; try the SimpleITK engine or another preset",
+        )
+    if status != cliNode.Completed:
+        raise RegistrationFailedError(
+            f"{title} ended in state '{cliNode.GetStatusString()}'",
+            "run it again; if it persists, report it with the error log",
+        )
+
+
 def runCliModule(
     module,
     parameters: Dict[str, Any],
@@ -70,29 +103,8 @@ def runCliModule(
             raise RegistrationFailedError(
                 f"{title} could not be started", "check that the module is installed"
             )
-        cancelRequested = False
-        while background and cliNode.IsBusy():
-            pump()
-            if shouldCancel is not None and not cancelRequested and shouldCancel():
-                cliNode.Cancel()
-                cancelRequested = True
-            if progress is not None:
-                progress(min(1.0, max(0.0, cliNode.GetProgress() / 100.0)), f"{title} running")
-            time.sleep(pollSeconds)
-        status = cliNode.GetStatus()
-        if status == cliNode.Cancelled or (cancelRequested and status != cliNode.Completed):
-            raise CancelledError(f"{title} was cancelled", "nothing was written")
-        if status & cliNode.ErrorsMask:
-            raise RegistrationFailedError(
-                f"{title} failed ({cliNode.GetStatusString()}): {last_words(cliNode.GetErrorText() or '')}",
-                "the full message is in the application's error log; "
-                "try the SimpleITK engine or another preset",
-            )
-        if status != cliNode.Completed:
-            raise RegistrationFailedError(
-                f"{title} ended in state '{cliNode.GetStatusString()}'",
-                "run it again; if it persists, report it with the error log",
-            )
+        cancelRequested = background and _waitWhileBusy(cliNode, title, pump, progress, shouldCancel, pollSeconds)
+        _raiseUnlessCompleted(cliNode, title, cancelRequested)
         if progress is not None:
             progress(1.0, f"{title} finished")
         return cliNode.GetOutputText() or ""

@@ -12,7 +12,7 @@ The engine names and the default preset are repeated here rather than imported f
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from MultimodalKneeRegistrationLib.errors import InputError
 from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
@@ -171,6 +171,22 @@ def _nodeExpression(name: Optional[str], className: str) -> str:
     return f"slicer.util.getFirstNodeByClassByName({className!r}, {name!r})"
 
 
+def _perBoneCode(boneSegmentationName: Optional[str]) -> Tuple[str, str]:
+    """The script's lines that read the bones (before the registration) and register each (after)."""
+    readBones = (
+        "# The bones are read before the registration puts the moving volume under its result.\n"
+        "boneLabels = logic.readBoneLabels(\n"
+        f"    fixed, moving, {_nodeExpression(boneSegmentationName, 'vtkMRMLSegmentationNode')}"
+        "  # None: the bones of the CT\n"
+        ")\n"
+    )
+    perBoneRun = (
+        "perBone = logic.registerPerBone(fixed, moving, result, settings=settings, boneLabels=boneLabels)\n"
+        "print(perBone.summary())\n"
+    )
+    return readBones, perBoneRun
+
+
 def pythonCodeForRun(
     fixedName: str,
     movingName: str,
@@ -187,13 +203,11 @@ def pythonCodeForRun(
 ) -> str:
     """A script that repeats this run from Slicer's Python console (what the forum user asked for).
 
-    Nodes are found by class and name; settings are the preset plus every override, so the script
-    reproduces the exact run and shows which knobs were changed. ``initialTransformName`` is the
-    transform the run started from (the panel's initial transform, or the one the moving volume was
-    under); ``startFromHeaders`` (no start transform) makes the script take the moving volume out of
-    the transform an earlier run put it under, so that it starts where the original run started.
-    ``perBone`` adds the per-bone step: the bones (segmentation ``boneSegmentationName``, or the CT's
-    bones) are read before the registration moves the moving volume, and registered after it.
+    Nodes are found by class and name; settings are the preset plus every override (the exact run,
+    and which knobs were changed). ``initialTransformName``: the transform the run started from (the
+    panel's, or the one the moving volume was under); ``startFromHeaders`` makes the script take the
+    moving volume out of the transform an earlier run put it under. ``perBone`` adds the per-bone
+    step (bones from ``boneSegmentationName`` or the CT, read before the registration moves them).
 
     Example:
         >>> print(pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK"))  # doctest: +SKIP
@@ -206,19 +220,7 @@ def pythonCodeForRun(
         if startFromHeaders and not initialTransformName
         else ""
     )
-    readBones, perBoneRun = "", ""
-    if perBone:
-        readBones = (
-            "# The bones are read before the registration puts the moving volume under its result.\n"
-            "boneLabels = logic.readBoneLabels(\n"
-            f"    fixed, moving, {_nodeExpression(boneSegmentationName, 'vtkMRMLSegmentationNode')}"
-            "  # None: the bones of the CT\n"
-            ")\n"
-        )
-        perBoneRun = (
-            "perBone = logic.registerPerBone(fixed, moving, result, settings=settings, boneLabels=boneLabels)\n"
-            "print(perBone.summary())\n"
-        )
+    readBones, perBoneRun = _perBoneCode(boneSegmentationName) if perBone else ("", "")
     return (
         "# MultimodalKneeRegistration: paste into Slicer's Python console to repeat this registration.\n"
         "import slicer\n"

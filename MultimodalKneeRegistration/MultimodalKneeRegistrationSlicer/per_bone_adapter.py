@@ -117,6 +117,26 @@ def _segmentIds(segmentation) -> List[str]:
     return [ids.GetValue(i) for i in range(ids.GetNumberOfValues())]
 
 
+def _mergedLabelArray(segmentationNode, ids: List[str], geometry, size) -> np.ndarray:
+    """Segment ``ids[i]`` as label ``i + 1`` on ``geometry`` (a ``vtkOrientedImageData``), as a
+    (z, y, x) array, by the segmentation's own merge (the later segment wins where they overlap)."""
+    import slicer
+
+    segmentIds, labelValues = vtk.vtkStringArray(), vtk.vtkIntArray()
+    for value, segmentId in enumerate(ids, start=1):
+        segmentIds.InsertNextValue(segmentId)
+        labelValues.InsertNextValue(value)
+    merged = slicer.vtkOrientedImageData()
+    if not segmentationNode.GenerateMergedLabelmapForAllSegments(
+        merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, geometry, segmentIds, labelValues
+    ):
+        raise InputError(f"the segments of '{segmentationNode.GetName()}' could not be merged into a label map",
+                         "check the segmentation in the Segmentations module")
+    if list(merged.GetExtent()) != list(geometry.GetExtent()):
+        raise RuntimeError(f"merged labelmap extent {merged.GetExtent()} is not the requested one")
+    return numpy_support.vtk_to_numpy(merged.GetPointData().GetScalars()).reshape(size[::-1])
+
+
 def boneLabelsFromSegmentationNode(segmentationNode, volumeNode, role: str) -> Tuple[BoneLabels, List[str]]:
     """The segments as a label map on ``volumeNode``'s (coarsened) grid, in that volume's own coordinates.
 
@@ -149,19 +169,7 @@ def boneLabelsFromSegmentationNode(segmentationNode, volumeNode, role: str) -> T
     geometry = slicer.vtkOrientedImageData()
     geometry.SetExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
     geometry.SetGeometryFromImageToWorldMatrix(vtkMatrixFromArray(toSegmentation @ ijkToRas))
-    segmentIds, labelValues = vtk.vtkStringArray(), vtk.vtkIntArray()
-    for value, segmentId in enumerate(ids, start=1):
-        segmentIds.InsertNextValue(segmentId)
-        labelValues.InsertNextValue(value)
-    merged = slicer.vtkOrientedImageData()
-    if not segmentationNode.GenerateMergedLabelmapForAllSegments(
-        merged, slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY, geometry, segmentIds, labelValues
-    ):
-        raise InputError(f"the segments of '{name}' could not be merged into a label map",
-                         "check the segmentation in the Segmentations module")
-    if list(merged.GetExtent()) != list(geometry.GetExtent()):
-        raise RuntimeError(f"merged labelmap extent {merged.GetExtent()} is not the requested one")
-    array = numpy_support.vtk_to_numpy(merged.GetPointData().GetScalars()).reshape(size[::-1])
+    array = _mergedLabelArray(segmentationNode, ids, geometry, size)
     present = set(np.unique(array).tolist()) - {0}
     if not present:
         raise InputError(f"the segmentation '{name}' has no voxel over the {role} volume '{volumeNode.GetName()}'",
