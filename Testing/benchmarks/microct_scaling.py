@@ -281,8 +281,8 @@ def _note(args, content: str) -> str:
             f"{'a 40 mm cube of the porcine CT' if content == 'porcine' else 'synthetic'}; slab {args.slab_mb:g} MB; "
             "page cache warm where memory allows (file just written). Wall times are inflated by other jobs on the "
             "machine: CPU seconds in brackets. `register` is the command line of this commit, run with the cube "
-            "fixed and the MR moving, default settings (`auto`, which picks `mri-microct-knee` here; inputs over 256 MB "
-            "are streamed); the error is the mean distance to the reference answer "
+            "fixed and the MR moving, default settings (`auto`, which picks `mri-microct-knee` here; inputs "
+            "over 256 MB are streamed); the error is the mean distance to the reference answer "
             "over specimen points inside the cube.")
 
 
