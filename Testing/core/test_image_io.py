@@ -191,6 +191,10 @@ def test_transform_round_trip_and_errors(tmp_path):
     with pytest.raises(InputError, match="not a transform file") as caught:
         read_transform(tmp_path / "junk.tfm")
     assert "\n" not in str(caught.value)
+    (tmp_path / "rough_start").write_text("#Insight Transform File V1.0\n")
+    with pytest.raises(InputError, match="its name has no ending, not one of .tfm") as caught:
+        read_transform(tmp_path / "rough_start")
+    assert "suffix" not in str(caught.value)  # ITK's "set the suffix to an unsupported type" reads as an order
 
 
 def test_json_writer_is_strict_and_atomic(tmp_path):

@@ -26,7 +26,7 @@ def read_transform(path: PathLike, name: str = "initial transform") -> sitk.Tran
         try:
             transform = sitk.ReadTransform(str(path))
         except RuntimeError as error:
-            raise InputError(f"{name} '{path}' is not a transform file ITK can read ({short_cause(error)})",
+            raise InputError(f"{name} '{path}' is not a transform file ITK can read ({_why_unreadable(path, error)})",
                              "give an ITK transform (.tfm/.txt/.h5/.mat), e.g. one saved from Slicer's "
                              "Data module or written by this tool") from None
     if transform.GetDimension() != 3:
@@ -38,4 +38,17 @@ def read_transform(path: PathLike, name: str = "initial transform") -> sitk.Tran
                          "with it first and register the result")
     return transform
 
+
+#: The file name endings ITK chooses a transform reader by.
+TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat", ".xfm")
+
+
+def _why_unreadable(path: Path, error: BaseException) -> str:
+    """The cause in the user's terms: ITK picks its reader by the file name ending and otherwise
+    says "set the suffix to an unsupported type", which reads like an instruction."""
+    if path.suffix.lower() not in TRANSFORM_SUFFIXES:
+        ending = f"ends in '{path.suffix}'" if path.suffix else "has no ending"
+        return f"its name {ending}, not one of {', '.join(TRANSFORM_SUFFIXES)}"
+    cause = short_cause(error)
+    return "its contents are not a transform" if "suffix" in cause.lower() else cause
 
