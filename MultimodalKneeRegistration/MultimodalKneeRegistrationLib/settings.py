@@ -131,9 +131,12 @@ class CheckSettings:
     #: the result and its lead over the competitor's, the smallest relative score drop for a one-voxel
     #: move, and how far (in search voxels) a local search moves the result. Below a limit the result
     #: is refused; at the "sure" value that look grades 1 (the confidence is the weakest grade).
+    #: The edge floor is 0.60, not the 0.70 first chosen: right answers measured 0.67 (a CT/MRI
+    #: phantom at 1.2 vs 0.9x0.9x3 mm) and 0.65 (a held-out cube), and on the 63 cases no wrong
+    #: result is caught by the edge floor alone above 0.55 (the other looks catch them).
     min_margin: float = 0.105
     sure_margin: float = 0.25
-    min_edge_agreement: float = 0.70
+    min_edge_agreement: float = 0.60
     sure_edge_agreement: float = 0.85
     min_edge_lead: float = 0.0
     sure_edge_lead: float = 0.1

@@ -36,7 +36,7 @@ def test_sure_evidence_passes_every_look_with_full_confidence():
 
 @pytest.mark.parametrize("change, look, words", [
     ({"margin": 0.05, "competitor_score": 0.38}, "margin_over_competitor", "40 mm and 170 deg away"),
-    ({"edge_ncc": 0.60}, "edge_agreement", "edges barely agree"),
+    ({"edge_ncc": 0.50}, "edge_agreement", "edges barely agree"),
     ({"competitor_edge_ncc": 0.97}, "edge_lead_over_competitor", "edges agree better with another pose"),
     ({"weakest_drop": 0.005}, "constraint", "do not pin the pose down"),
     ({"polish_shift_mm": 6.0}, "optimiser_converged", "moves the result by 6.0 mm"),
