@@ -3,20 +3,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
-
-
-def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
-    """3x3 right-handed rotation by ``angle_deg`` about ``axis``."""
-    a = np.asarray(axis, dtype=float)
-    a = a / np.linalg.norm(a)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    t = math.radians(angle_deg)
-    return np.eye(3) + math.sin(t) * k + (1.0 - math.cos(t)) * k @ k
+from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix as rotation_matrix  # noqa: F401
 
 
 def build_grid(size: Sequence[int], spacing: Sequence[float], direction: Optional[np.ndarray] = None,

@@ -16,7 +16,8 @@ from MultimodalKneeRegistrationLib.steps.gradient_correlation import (
     correlation_spacing,
     edge_map,
 )
-from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform, rotation_about_axis
+from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform
+from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix
 
 #: Where the crop sits: beside the joint line, 14 mm off the large image's centre.
 CROP_CENTER = (8.0, 12.0, 4.0)
@@ -37,7 +38,7 @@ def _rotations_around(true_rotation: np.ndarray, step_deg: float = 20.0):
     rotations = [true_rotation]
     for axis in np.eye(3):
         for sign in (-1.0, 1.0):
-            rotations.append(true_rotation @ rotation_about_axis(axis, sign * step_deg))
+            rotations.append(true_rotation @ axis_angle_matrix(axis, sign * step_deg))
     return rotations
 
 
@@ -72,7 +73,7 @@ def test_a_rotation_grid_that_misses_the_truth_is_refined(large_mri):
     crop = _crop(truth)
     true_matrix = transform_to_matrix(truth)
     axes = [(1.0, 1.0, 0.0), (0.0, 1.0, -1.0), (1.0, -1.0, 1.0)]
-    rotations = [true_matrix[:3, :3] @ rotation_about_axis(axis, 15.0) for axis in axes]
+    rotations = [true_matrix[:3, :3] @ axis_angle_matrix(axis, 15.0) for axis in axes]
     spacing = correlation_spacing(crop, large_mri, 1.0)
     found = correlation_candidates(crop, large_mri, rotations, spacing, count=1)
     miss_mm, turn_deg = _miss(found[0], true_matrix)

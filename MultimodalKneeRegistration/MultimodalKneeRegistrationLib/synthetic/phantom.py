@@ -132,15 +132,6 @@ def make_grid(size: Sequence[int], spacing: Sequence[float], origin: Optional[Se
     return image
 
 
-def rotation_about_axis(axis: Sequence[float], angle_deg: float) -> np.ndarray:
-    """3x3 rotation by ``angle_deg`` about ``axis`` (right-handed), for directions and transforms."""
-    a = np.asarray(axis, dtype=float)
-    a = a / np.linalg.norm(a)
-    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
-    t = math.radians(angle_deg)
-    return np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * k @ k
-
-
 def rigid_transform(axis: Sequence[float], angle_deg: float, translation: Sequence[float],
                     center: Sequence[float] = (0.0, 0.0, 0.0)) -> sitk.VersorRigid3DTransform:
     """A rigid transform rotating ``angle_deg`` about ``axis`` through ``center``, then translating."""
