@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -202,18 +202,27 @@ def _evidence(work: WorkingPair, start_internal, search, result: sitk.Transform,
 
 
 class _MetricReport:
-    """The run's one Mattes MI evaluation: the plan's sample fraction and seed on the working images."""
+    """The run's one Mattes MI evaluation: the plan's sample fraction and seed on the working images.
+
+    Values are kept per pose: the last stage's endpoint is the result, whose "after" value is asked for
+    again (the evaluation is deterministic, so the kept value is the one a second call would give).
+    """
 
     def __init__(self, sampled: sitk.Image, other: sitk.Image, plan: RegistrationPlan) -> None:
         self.sampled, self.other, self.plan = sampled, other, plan
+        self._values: Dict[bytes, float] = {}
 
     def value(self, transform: Optional[sitk.Transform]) -> Optional[float]:
         if transform is None:
             return None
-        return mattes_value(
-            self.sampled, self.other, affine_from_matrix(transform_to_matrix(transform)), self.plan.execution,
-            self.plan.number_of_histogram_bins, self.plan.sampling_percentage, self.plan.optimizer.random_seed,
-        )
+        matrix = transform_to_matrix(transform)
+        key = matrix.tobytes()
+        if key not in self._values:
+            self._values[key] = mattes_value(
+                self.sampled, self.other, affine_from_matrix(matrix), self.plan.execution,
+                self.plan.number_of_histogram_bins, self.plan.sampling_percentage, self.plan.optimizer.random_seed,
+            )
+        return self._values[key]
 
     def value_or_nan(self, transform: Optional[sitk.Transform]) -> float:
         value = self.value(transform)
