@@ -9,8 +9,6 @@ coordinates, and the logic accounts for transforms explicitly (``transform_adapt
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import SimpleITK as sitk
 import vtk
@@ -126,9 +124,3 @@ def addVolumeNodeFromSitkImage(
         volumeNode.SetSaveWithScene(False)
     updateVolumeNodeFromSitkImage(volumeNode, image)
     return volumeNode
-
-
-def voxelCount(volumeNode) -> int:
-    """Number of voxels of the node's image (0 without image data)."""
-    imageData: Optional[vtk.vtkImageData] = volumeNode.GetImageData()
-    return 0 if imageData is None else int(np.prod(imageData.GetDimensions()))

@@ -259,11 +259,6 @@ def bone_regions(labels: BoneLabels, margin_mm: float) -> Dict[int, sitk.Image]:
     return regions
 
 
-def dilated_mask(labels: BoneLabels, value: int, margin_mm: float) -> sitk.Image:
-    """One bone's region (see ``bone_regions``): grown by ``margin_mm`` up to its neighbours."""
-    return bone_regions(labels, margin_mm)[value]
-
-
 def mask_bounding_points(mask: sitk.Image) -> np.ndarray:
     """The 8 corners (LPS, voxel edges) of the mask's bounding box, shape (8, 3)."""
     stats = sitk.LabelShapeStatisticsImageFilter()

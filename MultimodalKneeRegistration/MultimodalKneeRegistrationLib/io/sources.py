@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .block_average import BlockAverager, effective_factors, shrunk_geometry
+from .block_average import BlockAverager, effective_factors
 from .headers import ImageHeader, PathLike, SpacingArg, numpy_dtype, read_header
 
 #: Voxels of the preview used for the input checks, the inspection's statistics and the QC picture.
@@ -160,9 +160,3 @@ def pixels(volume, max_voxels: int = PREVIEW_VOXELS) -> sitk.Image:
 def whole(volume) -> sitk.Image:
     """Every voxel: the image itself, or a source read whole."""
     return volume.image() if isinstance(volume, VolumeSource) else volume
-
-
-def shrunk_grid(volume, factors: Sequence[int]) -> dict:
-    """Size, spacing, origin and direction the volume has once block-averaged by ``factors``."""
-    return shrunk_geometry(volume.GetSize(), volume.GetSpacing(), volume.GetOrigin(), volume.GetDirection(),
-                           effective_factors(volume.GetSize(), factors))

@@ -256,10 +256,6 @@ def _pattern_refine(space, transform, plan, progress: Progress) -> sitk.VersorRi
     return rigid_from_matrix(matrix, space.center)
 
 
-def _voxels(image: sitk.Image) -> int:
-    return int(np.prod(image.GetSize()))
-
-
 def foreground_centroid(image: sitk.Image) -> np.ndarray:
     """Centroid (LPS) of the image's Otsu foreground, or its centre when there is none."""
     stats = sitk.LabelShapeStatisticsImageFilter()
