@@ -8,6 +8,7 @@ machine: one thread for reductions and gradients, a fixed 2 for Powell's value-o
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -43,6 +44,12 @@ def without_gradient_images(method: sitk.ImageRegistrationMethod) -> sitk.ImageR
     method.SetMetricUseFixedImageGradientFilter(False)
     method.SetMetricUseMovingImageGradientFilter(False)
     return method
+
+
+def search_workers(execution) -> int:
+    """Threads sharing the search's FFTs: ``number_of_threads`` when set (``--threads`` caps it), else
+    every core up to 8. Each rotation's correlation is computed alone, so any count gives the same result."""
+    return int(execution.number_of_threads or min(8, os.cpu_count() or 1))
 
 
 def preparation_threads(execution) -> Optional[int]:

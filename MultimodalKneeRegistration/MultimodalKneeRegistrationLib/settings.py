@@ -82,6 +82,14 @@ class SearchSettings:
     #: Also find the small image by edge-map correlation over every shift (``gradient_correlation``);
     #: None: when its field of view is under 1/8 of the large image's (a micro-CT inside an MRI).
     edge_correlation: Optional[bool] = None
+    #: The correlation's refinement levels (``pose_levels``): each turns the ``level_keep`` best poses
+    #: of the level before by a grid of 33 rotations ``level_steps_deg`` apart (reaching twice as far),
+    #: so each level reaches the last one's covering radius: 17 deg apart reach 34 deg, the whole-group
+    #: set's covering radius; 8 deg reach the 16 deg left; 4 deg reach 7.5 and leave 3.8 deg.
+    level_steps_deg: Tuple[float, ...] = (17.0, 8.0, 4.0)
+    level_keep: Tuple[int, ...] = (16, 8, 6)
+    #: Poses of the last level handed to the mutual-information refinement (half by edge correlation).
+    final_candidates: int = 6
 
 
 @dataclass(frozen=True)

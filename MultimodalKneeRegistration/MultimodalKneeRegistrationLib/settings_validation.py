@@ -12,7 +12,7 @@ from .errors import InputError
 
 def validate_settings(settings) -> None:
     """Raise ``InputError`` naming the first setting of ``settings`` that cannot work."""
-    for check in (_check_modes, _check_choices, _check_budgets, _check_optimizer):
+    for check in (_check_modes, _check_choices, _check_budgets, _check_search, _check_optimizer):
         check(settings)
 
 
@@ -50,6 +50,20 @@ def _check_choices(settings) -> None:
         )
     if choices.roi_margin_mm < 0:
         raise InputError(f"roi_margin_mm {choices.roi_margin_mm} is negative", "use 0 or more")
+
+
+def _check_search(settings) -> None:
+    search = settings.search
+    if len(search.level_steps_deg) != len(search.level_keep):
+        raise InputError(
+            f"search_level_steps_deg {search.level_steps_deg} and search_level_keep {search.level_keep} "
+            "differ in length",
+            "give one number of poses to keep for each refinement level",
+        )
+    if any(step <= 0 for step in search.level_steps_deg) or any(keep < 1 for keep in search.level_keep):
+        raise InputError("refinement levels need steps above 0 deg and at least one pose kept", "fix the levels")
+    if search.final_candidates < 1:
+        raise InputError("search_final_candidates must be at least 1", "raise it")
 
 
 def _check_budgets(settings) -> None:

@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
-from MultimodalKneeRegistrationLib.steps.gradient_correlation import (
-    correlation_candidates,
-    correlation_spacing,
-    edge_map,
-)
+from MultimodalKneeRegistrationLib.settings import SearchSettings
+from MultimodalKneeRegistrationLib.steps.gradient_correlation import correlation_spacing, edge_map
+from MultimodalKneeRegistrationLib.steps.pose_levels import search_levels
 from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform
 from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix
 
@@ -31,6 +29,12 @@ def large_mri():
 def _crop(truth: sitk.Transform) -> sitk.Image:
     """A 32 mm CT-like cube at 0.4 mm showing the phantom at ``truth(x)``."""
     return KneePhantom(seed=4).render("ct", (80, 80, 80), (0.4, 0.4, 0.4), center=CROP_CENTER, transform=truth)
+
+
+def correlation_candidates(small, large, rotations, spacing, count=3, workers=1, score=None):
+    """The coarse-to-fine search's final candidates, ``count`` of them (ranked by NCC without ``score``)."""
+    return search_levels(small, large, rotations, spacing, SearchSettings(final_candidates=count), 34.0,
+                         score=score, workers=workers).candidates
 
 
 def _rotations_around(true_rotation: np.ndarray, step_deg: float = 20.0):

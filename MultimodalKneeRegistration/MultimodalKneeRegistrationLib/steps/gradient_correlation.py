@@ -7,29 +7,26 @@ search picked a look-alike 47 mm away. Edges (gradient magnitude) of bone and ti
 in both modalities, and the normalised cross-correlation of two edge maps can be computed for every
 shift with two FFTs per rotation: on that cube, 228 rotations x every position took 9.5 s and
 ranked the true pose first (NCC 0.83, 4.7 mm away, the rotation grid's error; the next-best pose
-scored 0.65, 35 mm away). A refinement of the best poses' rotations covers answers that fall
-between the grid's rotations (see ``correlation_candidates``). The candidates found here are only
-starting points: the search rescores them with mutual information and refines them.
+scored 0.65, 35 mm away). ``pose_levels`` drives it over every orientation, coarse to fine; the
+candidates found here are only starting points: the search rescores them with mutual information
+and refines them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import physical_box, rotation_angle_deg, rotation_matrix
-from ..progress import Progress
+from ..geometry import index_to_physical_matrix, physical_box, rotation_angle_deg
 from .preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
 MAX_CORRELATION_VOXELS = 4_000_000
-#: The small image spans about this many voxels along its longest side at the correlation spacing,
-#: and at the coarser spacing where every rotation of the search is tried first.
+#: The small image spans about this many voxels along its longest side at the correlation spacing.
 SMALL_IMAGE_VOXELS_ACROSS = 20
-COARSE_VOXELS_ACROSS = 20
 _AXES = (0, 1, 2)
 
 
@@ -39,6 +36,8 @@ class CorrelationCandidate:
 
     matrix: np.ndarray
     ncc: float
+    #: The search's mutual information at the pose (``nan`` until scored).
+    score: float = float("nan")
 
 
 def correlation_spacing(small: sitk.Image, large: sitk.Image, finest_mm: float,
@@ -59,144 +58,86 @@ def edge_map(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     return sitk.GradientMagnitudeRecursiveGaussian(coarse, sigma=spacing_mm)
 
 
-def correlation_candidates(
-    small: sitk.Image,
-    large: sitk.Image,
-    rotations: Sequence[np.ndarray],
-    spacing_mm: float,
-    count: int = 3,
-    progress: Optional[Progress] = None,
-) -> List[CorrelationCandidate]:
-    """The ``count`` best poses of ``small`` inside ``large`` over ``rotations`` and every shift.
+class EdgeCorrelator:
+    """The small edge map's ball template against the large edge map, whole or in windows.
 
-    ``rotations`` are 3x3 matrices turning the small image's physical axes into the large image's.
-    For each, the small image's edge map is resampled turned onto an axis-aligned grid and slid over
-    the large image's edge map; normalised cross-correlation over the ball inscribed in the small
-    image (the same ball at every rotation) is computed for all shifts with FFTs, and its peak
-    located to sub-voxel precision. The best distinct poses (6 mm or 10 deg apart) then have their
-    rotation refined in 10, 5 and 2.5 deg steps, each step correlated over a window around the pose:
-    a 25 deg rotation grid can miss the answer by 17 deg, where the true pose's NCC (0.70) no longer
-    beats a look-alike's (0.67); refined, it reached 0.86. An elongated small image only counts by
-    its inscribed ball: its ends do not take part.
+    The large map lies on an isotropic grid along the large image's own axes, not on an axis-aligned
+    LPS box: a turned MRI's box is up to 2.5x larger, and the FFTs paid for its empty corners.
     """
-    progress = progress or Progress()
-    coarse_mm = max(spacing_mm, correlation_spacing(small, large, spacing_mm, COARSE_VOXELS_ACROSS))
-    coarse = _coarse_pass(small, large, rotations, coarse_mm, _REFINED_PER_RESULT * count, progress)
-    large_edges, origin = _axis_aligned(edge_map(large, spacing_mm), spacing_mm)
-    correlator = _Correlator(large_edges, origin, edge_map(small, spacing_mm), spacing_mm)
-    if not correlator.usable or not coarse:
-        return []
-    refined = []
-    for number, candidate in enumerate(coarse):
-        progress.check_cancel("during the edge correlation")
-        progress.report(0.8 + 0.2 * number / len(coarse), "search: refining the edge correlation's rotations")
-        refined.append(correlator.refine(candidate, large_edges, progress))
-    return _distinct_best(refined or coarse, correlator.center, count)
 
-
-def _coarse_pass(small, large, rotations, spacing_mm: float, keep: int, progress: Progress
-                 ) -> List[CorrelationCandidate]:
-    """Every rotation correlated over every shift at the coarse spacing; the ``keep`` best distinct poses."""
-    large_edges, origin = _axis_aligned(edge_map(large, spacing_mm), spacing_mm)
-    correlator = _Correlator(large_edges, origin, edge_map(small, spacing_mm), spacing_mm)
-    if not correlator.usable:
-        return []
-    whole = correlator.window(large_edges, np.zeros(3, dtype=int))
-    found: List[CorrelationCandidate] = []
-    for number, rotation in enumerate(rotations):
-        progress.check_cancel("during the edge correlation")
-        progress.report(0.8 * number / max(1, len(rotations)), f"search: edge correlation ({number}/{len(rotations)})")
-        candidate = correlator.best(rotation, whole)
-        if candidate is not None:
-            found.append(candidate)
-    return _distinct_best(found, correlator.center, keep)
-
-
-#: Coarse poses refined for each pose returned.
-_REFINED_PER_RESULT = 4
-#: Rotation steps (deg) of the refinement, and how far (mm) its window reaches around a pose.
-_REFINE_STEPS_DEG = (10.0, 5.0, 2.5)
-_REFINE_REACH_MM = 8.0
-
-
-class _Correlator:
-    """The small edge map's ball template against the large edge map, whole or in windows."""
-
-    def __init__(self, large_edges: np.ndarray, origin: np.ndarray, small_edges: sitk.Image, spacing_mm: float):
-        self.origin, self.small_edges, self.spacing = origin, small_edges, spacing_mm
-        box = physical_box(small_edges)
+    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float) -> None:
+        self.spacing = spacing_mm
+        self.edges, self.origin, self.direction = _own_axes_grid(edge_map(large, spacing_mm), spacing_mm)
+        self.small_edges = edge_map(small, spacing_mm)
+        box = physical_box(self.small_edges)
         self.center = box.lower + box.size / 2.0
         # The template is the ball inscribed in the small image: it looks the same under every
         # rotation, so the large map's local sums under it are computed once per window. Inscribed in
         # the image's own grid, not in its axis-aligned box: for an oblique micro-CT the box's ball
         # reaches past the image, and the empty margin it took in spoiled the correlation.
-        extent = np.array(small_edges.GetSize(), dtype=float) * np.array(small_edges.GetSpacing())
+        extent = np.array(self.small_edges.GetSize(), dtype=float) * np.array(self.small_edges.GetSpacing())
         radius = float(extent.min()) / 2.0
         self.side = int(np.ceil(2.0 * radius / spacing_mm)) | 1  # odd: a centre voxel
         offsets = (np.arange(self.side) - (self.side - 1) / 2.0) * spacing_mm
         squared = offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2
         self.ball = squared <= radius**2
-        self.usable = min(large_edges.shape) >= self.side and self.ball.sum() >= 27
+        self.usable = min(self.edges.shape) >= self.side and self.ball.sum() >= 27
         # Flat windows (air) have almost no variance: floor it at 1% of the whole map's, so they
         # cannot reach a high NCC by dividing noise by nothing.
-        self.spread_floor = float(np.sqrt(0.01 * float(large_edges.var()) * self.ball.sum()))
+        self.spread_floor = float(np.sqrt(0.01 * float(self.edges.var()) * self.ball.sum()))
 
-    def window(self, array: np.ndarray, start: np.ndarray) -> dict:
-        """FFTs of ``array`` (the large map from index ``start``, z,y,x) and its spread under the ball."""
+    def whole(self) -> dict:
+        """The window of every shift of the template over the large map."""
+        return self.window(np.zeros(3, dtype=int), np.array(self.edges.shape))
+
+    def window_around(self, matrix: np.ndarray, reach_mm: float) -> dict:
+        """The window of shifts within ``reach_mm`` of the pose ``matrix`` (small -> large, 4x4)."""
+        position = matrix[:3, :3] @ self.center + matrix[:3, 3]
+        index = self.direction.T @ (position - self.origin) / self.spacing - (self.side - 1) / 2.0
+        corner = np.round(index).astype(int)[::-1]
+        reach = int(np.ceil(reach_mm / self.spacing))
+        low = np.clip(corner - reach, 0, None)
+        high = np.maximum(np.minimum(corner + self.side + reach, self.edges.shape), low)
+        return self.window(low, high)
+
+    def window(self, low: np.ndarray, high: np.ndarray) -> dict:
+        """FFTs of the large map from index ``low`` to ``high`` (z, y, x) and its spread under the ball."""
+        array = self.edges[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+        valid = [max(0, n - self.side + 1) for n in array.shape]
+        if min(valid) < 1:
+            return {"valid": valid}
         # No padding needed: windows that lie wholly inside the array never wrap around.
         shape = [_fast_size(n) for n in array.shape]
         transformed = np.fft.rfftn(array, shape, axes=_AXES)
         spread = _window_spread(transformed, np.fft.rfftn(array * array, shape, axes=_AXES), self.ball, shape)
-        valid = [n - self.side + 1 for n in array.shape]
-        return {"fft": transformed, "spread": np.maximum(spread, self.spread_floor), "shape": shape,
-                "valid": valid, "start": start}
+        spread = np.maximum(spread[: valid[0], : valid[1], : valid[2]], self.spread_floor)
+        return {"fft": transformed, "spread": spread, "shape": shape, "valid": valid, "start": np.asarray(low)}
 
     def best(self, rotation: np.ndarray, window: dict) -> Optional[CorrelationCandidate]:
         """The best shift for ``rotation`` inside ``window`` (None when the turned template is flat)."""
-        template = _turned_template(self.small_edges, self.center, rotation, self.side, self.spacing, self.ball)
-        if template is None or min(window["valid"]) < 1:
+        if min(window["valid"]) < 1:
+            return None
+        template = _turned_template(self.small_edges, self.center, rotation, self.direction, self.side,
+                                    self.spacing, self.ball)
+        if template is None:
             return None
         shape, valid = window["shape"], window["valid"]
-        product = window["fft"] * np.conj(np.fft.rfftn(template, shape, axes=_AXES))
-        ncc = (np.fft.irfftn(product, shape, axes=_AXES) / window["spread"])[: valid[0], : valid[1], : valid[2]]
+        product = window["fft"] * np.conj(_padded_rfftn(template, shape))
+        ncc = np.fft.irfftn(product, shape, axes=_AXES)[: valid[0], : valid[1], : valid[2]] / window["spread"]
         best = np.unravel_index(int(np.argmax(ncc)), ncc.shape)
         peak = window["start"] + np.array(best, dtype=float) + _subvoxel_offset(ncc, best)
-        position = self.origin + (peak[::-1] + (self.side - 1) / 2.0) * self.spacing
+        position = self.origin + self.direction @ ((peak[::-1] + (self.side - 1) / 2.0) * self.spacing)
         matrix = np.eye(4)
         matrix[:3, :3] = rotation
         matrix[:3, 3] = position - rotation @ self.center
         return CorrelationCandidate(matrix, float(ncc[best]))
 
-    def refine(self, candidate: CorrelationCandidate, large_edges: np.ndarray, progress: Progress
-               ) -> CorrelationCandidate:
-        """Greedy rotation steps about the small image's axes, shifts searched in a window around the pose."""
-        position = candidate.matrix[:3, :3] @ self.center + candidate.matrix[:3, 3]
-        reach = int(np.ceil(_REFINE_REACH_MM / self.spacing))
-        corner = np.round((position - self.origin) / self.spacing - (self.side - 1) / 2.0).astype(int)[::-1]
-        low = np.clip(corner - reach, 0, None)
-        high = np.minimum(corner + self.side + reach, large_edges.shape)
-        window = self.window(large_edges[low[0]:high[0], low[1]:high[1], low[2]:high[2]], low)
-        current = self.best(candidate.matrix[:3, :3], window) or candidate
-        for step in _REFINE_STEPS_DEG:
-            for _ in range(4):  # a few moves per step size: the coarse grid is at most ~17 deg off
-                progress.check_cancel("during the edge correlation")
-                turns = [
-                    current.matrix[:3, :3] @ rotation_matrix(np.radians(sign * step) * axis)
-                    for axis in np.eye(3)
-                    for sign in (-1, 1)
-                ]
-                tried = [c for c in (self.best(turn, window) for turn in turns) if c is not None]
-                better = max(tried, key=lambda c: c.ncc, default=None)
-                if better is None or better.ncc <= current.ncc:
-                    break
-                current = better
-        return current
 
-
-def _distinct_best(found: List[CorrelationCandidate], center: np.ndarray, count: int) -> List[CorrelationCandidate]:
-    """The ``count`` highest-NCC poses, each at least 6 mm or 10 deg from every better one."""
+def distinct_best(found: Sequence[CorrelationCandidate], center: np.ndarray, count: int,
+                  key: Callable[[CorrelationCandidate], float] = lambda c: c.ncc) -> List[CorrelationCandidate]:
+    """The ``count`` best poses by ``key`` (NCC by default), each 6 mm or 10 deg from every better one."""
     chosen: List[CorrelationCandidate] = []
-    for candidate in sorted(found, key=lambda c: -c.ncc):
+    for candidate in sorted(found, key=lambda c: -key(c)):
         if all(_distinct(candidate.matrix, other.matrix, center) for other in chosen):
             chosen.append(candidate)
         if len(chosen) == count:
@@ -217,24 +158,42 @@ def _fast_size(n: int) -> int:
         size += 1
 
 
-def _axis_aligned(image: sitk.Image, spacing_mm: float):
-    """``image`` resampled onto an axis-aligned LPS grid covering it; (array z,y,x; grid origin)."""
-    box = physical_box(image)
-    size = [max(1, int(np.ceil(s / spacing_mm))) for s in box.size]
+def _own_axes_grid(image: sitk.Image, spacing_mm: float):
+    """``image`` resampled at ``spacing_mm`` along its own axes, covering it: (array z,y,x, origin, direction)."""
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    extent = (np.array(image.GetSize(), dtype=float)) * np.array(image.GetSpacing())
+    size = [max(1, int(np.ceil(e / spacing_mm))) for e in extent]
+    corner = index_to_physical_matrix(image)[:3, :3] @ np.full(3, -0.5) + np.array(image.GetOrigin())
+    origin = corner + direction @ np.full(3, spacing_mm / 2.0)
     grid = sitk.Image(size, sitk.sitkFloat32)
     grid.SetSpacing([spacing_mm] * 3)
-    grid.SetOrigin(box.lower.tolist())
+    grid.SetOrigin(origin.tolist())
+    grid.SetDirection(direction.ravel().tolist())
     resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(resampled), box.lower  # float32: FFTs twice as fast, NCC as good
+    return sitk.GetArrayFromImage(resampled), origin, direction  # float32: FFTs twice as fast, NCC as good
 
 
-def _turned_template(edges: sitk.Image, center: np.ndarray, rotation: np.ndarray, side: int, spacing_mm: float,
-                     ball: np.ndarray) -> Optional[np.ndarray]:
-    """The small edge map turned by ``rotation`` about ``center`` on an axis-aligned cube of ``side``
-    voxels, zero-mean and unit-norm inside ``ball``, zero outside (None when it is flat)."""
+def _padded_rfftn(template: np.ndarray, shape) -> np.ndarray:
+    """``np.fft.rfftn(template, shape)`` for a small template in a large zero-padded array, pruned.
+
+    Each axis is transformed only over the lines that hold data: the last axis on the template's
+    own side x side lines, the middle one on side planes; only the first axis runs over the whole
+    grid. Same numbers as the full transform (zero lines transform to zero), a third of its work.
+    """
+    transformed = np.fft.rfft(template, shape[2], axis=2)
+    transformed = np.fft.fft(transformed, shape[1], axis=1)
+    return np.fft.fft(transformed, shape[0], axis=0)
+
+
+def _turned_template(edges: sitk.Image, center: np.ndarray, rotation: np.ndarray, direction: np.ndarray,
+                     side: int, spacing_mm: float, ball: np.ndarray) -> Optional[np.ndarray]:
+    """The small edge map turned by ``rotation`` about ``center`` on a cube of ``side`` voxels along
+    ``direction`` (the large map's axes), zero-mean and unit-norm inside ``ball``, zero outside (None
+    when it is flat)."""
     grid = sitk.Image([side] * 3, sitk.sitkFloat32)
     grid.SetSpacing([spacing_mm] * 3)
-    grid.SetOrigin((-(side - 1) / 2.0 * spacing_mm * np.ones(3)).tolist())
+    grid.SetDirection(direction.ravel().tolist())
+    grid.SetOrigin((direction @ (-(side - 1) / 2.0 * spacing_mm * np.ones(3))).tolist())
     back = sitk.AffineTransform(3)  # template offset q -> small-image point center + R^T q
     back.SetMatrix(rotation.T.ravel().tolist())
     back.SetTranslation(center.tolist())

@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..execution import search_workers
 from ..geometry import (
     apply_matrix,
     image_center,
@@ -28,11 +29,12 @@ from ..geometry import (
 )
 from ..progress import Progress
 from ..results import StageResult
-from .gradient_correlation import correlation_candidates, correlation_spacing
+from .gradient_correlation import correlation_spacing
 from .local_search import pattern_search
 from .metrics import MutualInformationScorer
+from .pose_levels import LevelRecord, search_levels
 from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
-from .rotations import search_rotations
+from .rotations import covering_radius_deg, search_rotations
 
 _KEEP_TRANSLATIONS = 5
 _REFINE_CANDIDATES = 12
@@ -59,6 +61,8 @@ class SearchOutcome:
     candidates: List[Tuple[float, sitk.VersorRigid3DTransform]] = field(default_factory=list)
     #: The search's images and scorer (``PoseSpace``), reused by the verdict.
     space: Optional[PoseSpace] = None
+    #: What each level of the edge correlation's coarse-to-fine search scored (``pose_levels``).
+    levels: List[LevelRecord] = field(default_factory=list)
 
 
 def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress
@@ -132,12 +136,12 @@ def search_start_pose(
     began = time.perf_counter()
     space = PoseSpace(sampled, other, start, plan.search_spacing_mm)
     kept, start_score, scored, positions = _search_positions(space, plan, progress.sub(0.0, 0.1))
-    correlated, rotations = _correlated_poses(sampled, other, space, plan, progress.sub(0.1, 0.5))
+    correlated, levels = _correlated_poses(sampled, other, space, plan, progress.sub(0.1, 0.5))
     # The correlation tries every rotation at every position at once: scoring the rotations again at a
     # few positions adds nothing (and cost half the micro-CT search's time). Without it, they are the search.
     poses = (_score_pairs(space, [(np.eye(3), shift) for shift in kept], progress.sub(0.5, 0.6)) if correlated
              else _search_rotations(space, kept, plan, progress.sub(0.1, 0.6)))
-    count = scored + len(poses) + rotations
+    count = scored + len(poses) + sum(level.rotations_scored for level in levels)
     refined = _refine_best(space, correlated, poses, plan, progress.sub(0.6, 1.0))
     best_score, best = max(refined, key=lambda item: item[0])
     progress.done(f"search: best pose scores {best_score:.3f}")
@@ -145,15 +149,21 @@ def search_start_pose(
     return SearchOutcome(
         transform=best, score=best_score, start_score=start_score, candidates_scored=count,
         refined=len(refined), seconds=time.perf_counter() - began,
-        candidates=sorted(refined, key=lambda item: -item[0]), space=space,
+        candidates=sorted(refined, key=lambda item: -item[0]), space=space, levels=levels,
         description=(
             f"searched {count} poses ({positions} positions, rotations up to {search.max_angle_deg:g} deg"
             f"{' around the identity and the three half turns' if search.flips else ''}"
-            f"{', edge correlation over every position' if correlated else ''}) "
-            f"at {plan.search_spacing_mm:.1f} mm, refined {len(refined)}; MI score {start_score:.3f} at the start "
+            f"{_levels_text(levels)})"
+            f" at {plan.search_spacing_mm:.1f} mm, refined {len(refined)}; MI score {start_score:.3f} at the start "
             f"-> {best_score:.3f}"
         ),
     )
+
+
+def _levels_text(levels: List[LevelRecord]) -> str:
+    if not levels:
+        return ""
+    return "; edge correlation over every position, " + "; ".join(level.sentence() for level in levels)
 
 
 def _score_all(score, poses: list, progress: Progress, what: str) -> List[float]:
@@ -218,17 +228,20 @@ def _score_pairs(space: PoseSpace, pairs, progress: Progress):
 
 
 def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress):
-    """Edge-correlation candidates with their MI scores, and how many rotations were correlated."""
+    """Edge-correlation candidates with their MI scores, and the levels' records (empty without it)."""
     if not _use_edge_correlation(plan.search, space.small, space.large):
-        return [], 0
+        return [], []
     turn = np.array(rigid_from_matrix(space.start_matrix, space.center).GetMatrix()).reshape(3, 3)
     rotations = [turn @ rotation for rotation in search_rotations(plan.search)]
     spacing = correlation_spacing(sampled, other, plan.search_spacing_mm)
+    outcome = search_levels(sampled, other, rotations, spacing, plan.search, covering_radius_deg(plan.search),
+                            score=space.quick.score_matrix, workers=search_workers(plan.execution),
+                            progress=progress)
     correlated = []
-    for found in correlation_candidates(sampled, other, rotations, spacing, progress=progress):
+    for found in outcome.candidates:
         candidate = rigid_from_matrix(found.matrix, space.center)
         correlated.append((space.scorer.score(candidate), candidate))
-    return correlated, len(rotations)
+    return correlated, outcome.levels
 
 
 def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):

@@ -206,7 +206,24 @@ def _search_sentence(search, spacing_mm: float) -> str:
         f"Initialisation: multi-start search over {count} rotations (a grid within {search.max_angle_deg:g} deg of "
         f"the start{turns}, {search.angle_step_deg:g} deg apart{fill}: every orientation lies within "
         f"{covering_radius_deg(search):.0f} deg of one) and over positions, scored by mutual information at "
-        f"{spacing_mm:.1f} mm."
+        f"{spacing_mm:.1f} mm." + _levels_sentence(search)
+    )
+
+
+def _levels_sentence(search) -> str:
+    """The edge correlation's coarse-to-fine levels, with their measured covering radii."""
+    from .rotations import local_covering_deg
+
+    if search.edge_correlation is False or not search.level_steps_deg:
+        return ""
+    steps = ", ".join(f"{step:g}" for step in search.level_steps_deg)
+    radii = ", ".join(f"{local_covering_deg(step):.1f}" for step in search.level_steps_deg)
+    keep = ", ".join(str(k) for k in search.level_keep)
+    return (
+        f" When the small image covers under 1/8 of the other's field of view (a micro-CT in an MRI), every "
+        f"rotation is also correlated by edges over every position, then {len(search.level_steps_deg)} finer "
+        f"levels turn the {keep} best poses by 33 rotations {steps} deg apart (covering radius {radii} deg, "
+        f"measured), and the {search.final_candidates} best go to the refinement."
     )
 
 

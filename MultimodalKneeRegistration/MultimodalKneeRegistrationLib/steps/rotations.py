@@ -115,3 +115,31 @@ def _quaternion(rotation: np.ndarray) -> np.ndarray:
                     rotation[1, 0] - rotation[0, 1])
     q = np.array([w, x, y, z])
     return q / np.linalg.norm(q)
+
+
+@functools.lru_cache(maxsize=8)
+def local_grid(step_deg: float) -> Tuple[np.ndarray, ...]:
+    """3x3 rotations on a cubic grid of rotation vectors ``step_deg`` apart, within twice that of the identity.
+
+    The refinement levels of the search turn each kept pose by these (33 rotations): a rotation within
+    ``2 * step_deg`` of the pose is then within ``local_covering_deg(step_deg)`` of a tried one.
+
+    Example:
+        >>> len(local_grid(12.0))
+        33
+    """
+    return tuple(rotation_matrix(v) for v in rotation_candidates(2.0 * step_deg, step_deg))
+
+
+@functools.lru_cache(maxsize=8)
+def local_covering_deg(step_deg: float, probes: int = 20_000) -> float:
+    """The largest angle (deg) from a rotation within ``2 * step_deg`` of the identity to the nearest
+    rotation of ``local_grid(step_deg)``, measured on random probes (a lower bound, close to the exact one)."""
+    rng = np.random.default_rng(0)
+    axes = rng.normal(size=(probes, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    angles = np.radians(2.0 * step_deg) * rng.random(probes) ** (1.0 / 3.0)
+    probe_quaternions = np.array([_quaternion(rotation_matrix(a * t)) for a, t in zip(axes, angles)])
+    tried = np.array([_quaternion(r) for r in local_grid(step_deg)])
+    nearest = np.abs(probe_quaternions @ tried.T).max(axis=1)
+    return float(2.0 * np.degrees(np.arccos(np.clip(nearest, -1.0, 1.0))).max())

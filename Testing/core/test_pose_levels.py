@@ -1,0 +1,106 @@
+"""The coarse-to-fine search over rotations: measured coverage, levels that reach each other, and
+threads that change nothing.
+
+The covering radii are measured here on random rotations, independently of ``rotations``' own
+probes, so a grid that leaves a gap fails whatever the module claims.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, rotation_matrix, transform_to_matrix
+from MultimodalKneeRegistrationLib.settings import SearchSettings
+from MultimodalKneeRegistrationLib.steps.gradient_correlation import _padded_rfftn, correlation_spacing
+from MultimodalKneeRegistrationLib.steps.pose_levels import search_levels
+from MultimodalKneeRegistrationLib.steps.rotations import covering_radius_deg, local_covering_deg, local_grid
+from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform
+
+CROP_CENTER = (8.0, 12.0, 4.0)
+
+
+def _nearest_deg(rotation: np.ndarray, grid) -> float:
+    return min(rotation_angle_deg(rotation.T @ tried) for tried in grid)
+
+
+@pytest.mark.parametrize("step_deg", [17.0, 8.0, 4.0])
+def test_a_local_grid_covers_its_reach_within_its_stated_radius(step_deg):
+    rng = np.random.default_rng(7)
+    grid = local_grid(step_deg)
+    worst = 0.0
+    for _ in range(400):
+        axis = rng.normal(size=3)
+        angle = np.radians(2.0 * step_deg) * rng.random() ** (1.0 / 3.0)
+        worst = max(worst, _nearest_deg(rotation_matrix(axis / np.linalg.norm(axis) * angle), grid))
+    stated = local_covering_deg(step_deg)
+    assert worst <= stated + 0.05, f"a rotation {worst:.2f} deg from the grid; stated {stated:.2f}"
+    assert stated < step_deg, "the covering radius should be below the step (a cubic grid's is ~0.87 x step)"
+
+
+def test_each_level_reaches_the_last_levels_covering_radius():
+    search = SearchSettings()
+    reach = [2.0 * step for step in search.level_steps_deg]
+    assert reach[0] >= covering_radius_deg(search) - 0.5
+    for before, after in zip(search.level_steps_deg, reach[1:]):
+        assert after >= local_covering_deg(before) - 0.5
+    assert local_covering_deg(search.level_steps_deg[-1]) <= 4.0
+
+
+def test_the_pruned_template_transform_equals_the_full_one():
+    template = np.random.default_rng(1).normal(size=(9, 9, 9)).astype(np.float32)
+    shape = [30, 27, 25]
+    full = np.fft.rfftn(template, shape, axes=(0, 1, 2))
+    assert np.allclose(_padded_rfftn(template, shape), full, atol=1e-3 * np.abs(full).max())
+
+
+@pytest.fixture(scope="module")
+def oblique_mri():
+    """A large MRI-like phantom on a grid turned 30 deg: the correlation works along its own axes."""
+    turned = rotation_matrix(np.radians(30.0) * np.array([0.0, 0.6, 0.8]))
+    return KneePhantom(seed=3).render("mri", (150, 150, 50), (1.0, 1.0, 2.5), direction=turned.ravel(),
+                                      center=(0.0, 5.0, 10.0))
+
+
+def _crop(truth: sitk.Transform) -> sitk.Image:
+    return KneePhantom(seed=4).render("ct", (80, 80, 80), (0.4, 0.4, 0.4), center=CROP_CENTER, transform=truth)
+
+
+def test_a_crop_turned_60_deg_is_found_from_rotations_30_deg_away_in_an_oblique_mri(oblique_mri):
+    truth = rigid_transform((0.3, -0.5, 0.8), 60.0, (0.0, 0.0, 0.0), CROP_CENTER)
+    true_matrix = transform_to_matrix(truth)
+    crop = _crop(truth)
+    spacing = correlation_spacing(crop, oblique_mri, 1.0)
+    # Level 1 is given only rotations 30 deg from the truth; the levels must close the gap.
+    axes = [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (-1.0, 1.0, 0.0)]
+    rotations = [true_matrix[:3, :3] @ rotation_matrix(np.radians(30.0) * np.array(a) / np.linalg.norm(a))
+                 for a in axes]
+    outcome = search_levels(crop, oblique_mri, rotations, spacing, SearchSettings(final_candidates=2), 34.0)
+    best = outcome.candidates[0]
+    middle = np.array([*CROP_CENTER, 1.0])
+    miss_mm = np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3])
+    assert rotation_angle_deg(true_matrix[:3, :3].T @ best.matrix[:3, :3]) <= 5.0
+    assert miss_mm <= 2.0 * spacing
+    assert outcome.levels[0].rotations_scored == 3
+    assert all(level.rotations_scored == 33 * level.poses_in for level in outcome.levels[1:])
+    assert len(outcome.levels) == 1 + len(SearchSettings().level_steps_deg)
+
+
+def test_threads_give_the_same_candidates_as_one(oblique_mri):
+    truth = rigid_transform((0.0, 0.0, 1.0), 20.0, (0.0, 0.0, 0.0), CROP_CENTER)
+    crop = _crop(truth)
+    spacing = correlation_spacing(crop, oblique_mri, 1.0)
+    rotations = [rotation_matrix(np.radians(a) * np.array([0.0, 0.0, 1.0])) for a in (0.0, 40.0, 80.0, 120.0)]
+    settings = SearchSettings(level_steps_deg=(10.0,), level_keep=(3,), final_candidates=3)
+    score = _center_distance_score(crop)
+    one = search_levels(crop, oblique_mri, rotations, spacing, settings, 34.0, score=score, workers=1)
+    two = search_levels(crop, oblique_mri, rotations, spacing, settings, 34.0, score=score, workers=2)
+    assert len(one.candidates) == len(two.candidates) >= 1
+    for a, b in zip(one.candidates, two.candidates):
+        assert np.array_equal(a.matrix, b.matrix) and a.ncc == b.ncc and a.score == b.score
+
+
+def _center_distance_score(crop: sitk.Image):
+    """A stand-in MI: higher the nearer the crop's centre lands to where it belongs (deterministic)."""
+    middle = np.array([*CROP_CENTER, 1.0])
+    return lambda matrix: -float(np.linalg.norm((matrix @ middle)[:3] - middle[:3]))
