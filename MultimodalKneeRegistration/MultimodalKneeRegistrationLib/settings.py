@@ -87,7 +87,7 @@ class SearchSettings:
     #: so each level reaches the last one's covering radius: 17 deg apart reach 34 deg, the whole-group
     #: set's covering radius; 8 deg reach the 16 deg left; 4 deg reach 7.5 and leave 3.8 deg.
     level_steps_deg: Tuple[float, ...] = (17.0, 8.0, 4.0)
-    level_keep: Tuple[int, ...] = (16, 8, 6)
+    level_keep: Tuple[int, ...] = (32, 12, 8)
     #: Poses of the last level handed to the mutual-information refinement (half by edge correlation).
     final_candidates: int = 6
 

@@ -43,10 +43,16 @@ class CorrelationCandidate:
 def correlation_spacing(small: sitk.Image, large: sitk.Image, finest_mm: float,
                         across: int = SMALL_IMAGE_VOXELS_ACROSS) -> float:
     """Spacing (mm) for the correlation: ``across`` voxels over the small image's own longest side
-    (not its axis-aligned box, up to 1.7x larger for an oblique grid), the large one's grid capped."""
+    (not its axis-aligned box, up to 1.7x larger for an oblique grid), the large one's grid capped.
+
+    Both are measured along the images' own axes: the large edge map lies on its own axes too, so a
+    turned MRI (a moved header) costs no more than a straight one. Measuring the turned MRI's LPS box
+    instead made the correlation up to 1.4x coarser when the micro-CT was the fixed image.
+    """
     extent = np.array(small.GetSize(), dtype=float) * np.array(small.GetSpacing())
     spacing = max(finest_mm, float(extent.max()) / across)
-    return max(spacing, (physical_box(large).volume / MAX_CORRELATION_VOXELS) ** (1 / 3))
+    large_volume = float(np.prod(np.array(large.GetSize(), dtype=float) * np.array(large.GetSpacing())))
+    return max(spacing, (large_volume / MAX_CORRELATION_VOXELS) ** (1 / 3))
 
 
 def edge_map(image: sitk.Image, spacing_mm: float) -> sitk.Image:
