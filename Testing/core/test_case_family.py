@@ -27,8 +27,9 @@ from MultimodalKneeRegistrationLib.synthetic.case_family import (
     family_specs,
     make_case,
 )
+from MultimodalKneeRegistrationLib.synthetic.microct_look import UNITS_PER_HU
 from MultimodalKneeRegistrationLib.synthetic.phantom import INTENSITIES, LABELS, KneePhantom
-from MultimodalKneeRegistrationLib.synthetic.porcine import UNITS_PER_HU, PorcineSources, cube_grid, cut_cube
+from MultimodalKneeRegistrationLib.synthetic.porcine import PorcineSources, cube_grid, cut_cube
 from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix, pose, random_direction_matrix
 
 SUCCESS_MM = 2.5
