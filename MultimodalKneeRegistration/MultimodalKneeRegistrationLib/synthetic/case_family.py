@@ -8,6 +8,13 @@ not one. This module draws them reproducibly (issue 15):
   with linear interpolation plus mild noise, against the porcine MR; the cube is the fixed or the
   moving image. The spacing is raised where needed to keep the cube at most ``MAX_CUBE_VOXELS``
   (40 M voxels, 80 MB) so that a case takes seconds to a minute, not an hour.
+- ``cube`` with ``look="microct"`` (issue 18; ``microct_look_specs``, ``family_specs(...,
+  microct_look=N)``): the same cube made to look like a real micro-CT (``.microct_look``): trabecular
+  texture (~0.1-0.5 mm) in bone, voxel noise, concentric ring artefacts about the grid's third axis,
+  beam-hardening cupping, zeros outside the reconstruction cylinder, stored as uint8 (a window),
+  uint16 with an offset, inverted (negative slope), scaled or HU. Named "cube<seed>-mct-<units>".
+  New ``CaseSpec`` fields are left out of ``to_dict`` at their defaults, so every spec drawn before
+  them keeps its key, its cache folder and its images.
 - ``pair``: the full CT (native, or block-averaged 2x to keep it fast) and the MR.
 - ``phantom``: the synthetic knee (``..phantom``), no data needed: the family CI can always run.
 
