@@ -222,13 +222,16 @@ def _summarise(args: argparse.Namespace, outcome, written: Dict[str, Path]) -> N
 
 def cmd_inspect(args: argparse.Namespace, printer: ProgressPrinter) -> int:
     from .cli import settings_from_args
+    from .steps.auto_preset import resolve_preset
     from .steps.inspection import inspect_pair
     from .steps.planning import plan_registration
 
     settings = settings_from_args(args)
     fixed, moving, initial = _load_inputs(args)
     print(inspect_pair(fixed, moving, initial, settings.choices.initialize_transform_mode).format_summary())
+    settings, chosen = resolve_preset(settings, fixed, moving)  # the plan register would follow
     plan = plan_registration(fixed, moving, settings)
+    plan = plan.with_note(chosen) if chosen else plan
     print(f"plan ({settings.preset}):")
     for sentence in plan.explanation:
         print(f"  - {sentence}")

@@ -1,7 +1,8 @@
 """The case-family benchmark (issue 15): ours and the peers on >= 60 generated cases with known answers.
 
 Usage (normally through ``run_family.sh``, which builds the benchmark environment first):
-    Testing/benchmarks/run_family.sh                                # 60 drawn + 3 pinned cases, ours + BRAINSFit
+    Testing/benchmarks/run_family.sh                                # 60 drawn + 10 micro-CT-look + 3 pinned cases
+    Testing/benchmarks/run_family.sh --microct-look 0               # the 63 cases of the first family only
     Testing/benchmarks/run_family.sh --tools ours --merge           # rerun ours only, keep the peers' rows
     Testing/benchmarks/run_family.sh --tools elastix,ants --only phantom,pair --merge
     Testing/benchmarks/run_family.sh --report-only                  # redo FAMILY.md and the PNGs
@@ -158,7 +159,8 @@ def build_cases(args: argparse.Namespace) -> List[Case]:
         log(f"porcine data not found in {args.data}: phantom cases only")
         specs = family_specs(args.cases, args.seed, None, families=("phantom",))
     else:
-        specs = family_specs(args.cases, args.seed, sources) + ([] if args.no_pinned else pinned_specs(sources))
+        specs = family_specs(args.cases, args.seed, sources, microct_look=args.microct_look)
+        specs += [] if args.no_pinned else pinned_specs(sources)
     chosen = []
     for spec in select(specs, args.only):
         began = time.perf_counter()
@@ -201,13 +203,17 @@ def run(args: argparse.Namespace, raw: Dict[str, Any], raw_file: Path) -> None:
 
 def parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", type=int, default=60, help="number of drawn cases (default 60; +3 pinned)")
+    parser.add_argument("--cases", type=int, default=60, help="drawn cases (default 60; + --microct-look, +3 pinned)")
     parser.add_argument("--seed", type=int, default=1, help="family seed (case i gets seed 1000*S + i)")
     parser.add_argument("--tools", default="ours,brainsfit", help="ours,brainsfit,brainsfit-tuned,elastix,ants")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 whenever times are compared)")
     parser.add_argument("--threads", type=int, help="threads per run (default: cores / jobs)")
     parser.add_argument("--timeout", type=float, default=300.0, help="time limit per run, s (default 300)")
     parser.add_argument("--only", default="", help="comma-separated case-name prefixes, e.g. phantom,cube1003")
+    parser.add_argument("--microct-look", type=int, default=10, metavar="N",
+                        help="append N cubes that look like real micro-CTs (uint8 / uint16-offset / inverted / "
+                             "scaled / hu; trabeculae, rings, cupping, cylindrical field of view; seeds "
+                             "1000*S + 900 + i, named like cube1900-mct-uint8; default 10)")
     parser.add_argument("--no-pinned", action="store_true", help="leave out the issue-15 cases")
     parser.add_argument("--merge", action="store_true", help="keep the raw file's other (case, tool) rows")
     parser.add_argument("--resume", action="store_true", help="like --merge, and skip (case, tool) rows present")

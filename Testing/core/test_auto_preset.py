@@ -31,6 +31,9 @@ def test_real_pair_and_a_micro_ct_cube_of_it(porcine_dir):
     cube = sitk.Resample(ct, [150] * 3, sitk.Transform(), sitk.sitkLinear, ct.GetOrigin(), [0.2] * 3,
                          ct.GetDirection(), -1000.0, sitk.sitkInt16)
     assert classify_pair(mr, cube)[0] == "mri-microct-knee"
+    coarse_cube = sitk.Resample(ct, [130] * 3, sitk.Transform(), sitk.sitkLinear, ct.GetOrigin(), [0.3] * 3,
+                                ct.GetDirection(), -1000.0, sitk.sitkInt16)
+    assert classify_pair(coarse_cube, mr)[0] == "mri-microct-knee"  # 0.3 mm: only 2.85x finer than the MR
 
 
 def test_a_tiny_voxel_is_a_micro_ct_whatever_the_coverage():

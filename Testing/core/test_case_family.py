@@ -27,8 +27,9 @@ from MultimodalKneeRegistrationLib.synthetic.case_family import (
     family_specs,
     make_case,
 )
+from MultimodalKneeRegistrationLib.synthetic.microct_look import UNITS_PER_HU
 from MultimodalKneeRegistrationLib.synthetic.phantom import INTENSITIES, LABELS, KneePhantom
-from MultimodalKneeRegistrationLib.synthetic.porcine import UNITS_PER_HU, PorcineSources, cube_grid, cut_cube
+from MultimodalKneeRegistrationLib.synthetic.porcine import PorcineSources, cube_grid, cut_cube
 from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix, pose, random_direction_matrix
 
 SUCCESS_MM = 2.5
@@ -162,8 +163,9 @@ def _issue_cube(sources):
                      start_shift_mm=25.0, fine_fixed=True)
 
 
-#: (id, needs porcine data, spec builder, why it is here); ~50 s together on 2 cores. Before issue 15's
-#: search and verdict the last three were silent failures (exit 0 at 62.9, 46.3 and 123.7 mm mean).
+#: (id, needs porcine data, spec builder, why it is here); ~50 s together on 2 cores for the first five.
+#: Before issue 15's search and verdict the third to fifth were silent failures (exit 0 at 62.9, 46.3 and
+#: 123.7 mm mean). The last two are cubes with the micro-CT look (issue 18: texture, rings, cupping, cylinder).
 SUBSET = [
     ("phantom-within60", False, lambda s: draw_spec("phantom", 21, None, "within60", phantom_fine="microct",
                                                     fine_fixed=True), "an easy start"),
@@ -171,6 +173,12 @@ SUBSET = [
     ("phantom-any-150deg", False, lambda s: draw_spec("phantom", 1005, None, "any"), "150 deg, MR fixed"),
     ("cube-40mm-15deg", True, _issue_cube, "40 mm cube at 0.2 mm, oblique, fixed; 15 deg + 25 mm"),
     ("pair-1049", True, lambda s: draw_spec("pair", 1049, s, "any"), "a near-symmetric competitor 177 deg away"),
+    ("mct-uint8-fixed", True, lambda s: draw_spec("cube", 18001, s, "within60", look="microct", units="uint8",
+                                                  side_mm=24.0, spacing_mm=0.15, noise_hu=30.0, fine_fixed=True,
+                                                  label="mct-uint8"), "micro-CT look, 8-bit, 24 mm at 0.15 mm"),
+    ("mct-inverted-moving", True, lambda s: draw_spec("cube", 18002, s, "within60", look="microct", units="inverted",
+                                                      side_mm=24.0, spacing_mm=0.15, noise_hu=40.0, fine_fixed=False,
+                                                      label="mct-inverted"), "micro-CT look, inverted, MR fixed"),
 ]
 
 

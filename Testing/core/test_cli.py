@@ -138,6 +138,9 @@ def test_inspect_prints_the_pair_and_the_plan_and_writes_nothing(pair):
     assert "fixed: 60 x 60 x 60 voxels of 1 x 1 x 1 mm" in done.stdout
     assert "plan (fast-preview):" in done.stdout and done.stdout.count("\n  - ") >= 2
     assert sorted(p.name for p in fixed.parent.iterdir()) == before
+    auto = run_cli("inspect", fixed, moving, cwd=fixed.parent)  # the default preset says what it chose
+    assert auto.returncode == 0, auto.stderr
+    assert "plan (mri-ct):" in auto.stdout and "Preset auto chose mri-ct: " in auto.stdout
 
 
 def test_inspect_prints_the_plan_register_runs(pair, tmp_path):

@@ -8,6 +8,13 @@ not one. This module draws them reproducibly (issue 15):
   with linear interpolation plus mild noise, against the porcine MR; the cube is the fixed or the
   moving image. The spacing is raised where needed to keep the cube at most ``MAX_CUBE_VOXELS``
   (40 M voxels, 80 MB) so that a case takes seconds to a minute, not an hour.
+- ``cube`` with ``look="microct"`` (issue 18; ``microct_look_specs``, ``family_specs(...,
+  microct_look=N)``): the same cube made to look like a real micro-CT (``.microct_look``): trabecular
+  texture (~0.1-0.5 mm) in bone, voxel noise, concentric ring artefacts about the grid's third axis,
+  beam-hardening cupping, zeros outside the reconstruction cylinder, stored as uint8 (a window),
+  uint16 with an offset, inverted (negative slope), scaled or HU. Named "cube<seed>-mct-<units>".
+  New ``CaseSpec`` fields are left out of ``to_dict`` at their defaults, so every spec drawn before
+  them keeps its key, its cache folder and its images.
 - ``pair``: the full CT (native, or block-averaged 2x to keep it fast) and the MR.
 - ``phantom``: the synthetic knee (``..phantom``), no data needed: the family CI can always run.
 
@@ -53,9 +60,15 @@ MIN_BONE_FRACTION = 0.05
 MIN_CUBE_POINTS = 30
 #: Evaluation points: tissue blocks of 2 mm (cubes) or 4 mm (pairs), at most this many (seeded subset).
 MAX_POINTS = 4000
+#: Micro-CT-look cubes (``microct_look_specs``): seeds 1000 * seed + this + i, storages cycled, noise range.
+MICROCT_SEED_OFFSET = 900
+MICROCT_UNITS = ("uint8", "uint16-offset", "inverted", "scaled", "hu")
+MICROCT_NOISE_HU = (10.0, 60.0)
 #: Bumped whenever a spec would generate different images: it is part of the cache key.
 GENERATOR_VERSION = 1
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+#: CaseSpec fields added after the first family, with the default that leaves them out of ``to_dict``.
+_LATER_FIELDS = {"look": "ct"}
 
 
 @dataclass(frozen=True)
@@ -75,10 +88,11 @@ class CaseSpec:
     spacing_mm: float = 0.0
     center: Tuple[float, float, float] = (0.0, 0.0, 0.0)  # cube centre, CT space
     noise_hu: float = 0.0
-    units: str = "hu"  # cube intensities: "hu" (int16) or "scaled" (uint16 scanner units)
+    units: str = "hu"  # cube storage: "hu" (int16), "scaled" (uint16 scanner units), ... (microct_look.UNITS)
     ct_shrink: int = 1  # pair: CT block-averaged this many times per axis
     phantom_fine: str = "microct"  # phantom: the fine image's grid, "microct" or "ct"
     label: str = ""
+    look: str = "ct"  # cube: "ct" (resampled CT + mild noise) or "microct" (microct_look); out of the key when "ct"
 
     @property
     def name(self) -> str:
@@ -89,7 +103,13 @@ class CaseSpec:
         return bool(np.linalg.det(np.reshape(self.grid_direction, (3, 3))) < 0)
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as a dict; fields added after the first family (``_LATER_FIELDS``) only where set,
+        so that every spec drawn before them keeps its dict, and so its key and its cache."""
+        values = dataclasses.asdict(self)
+        for name, default in _LATER_FIELDS.items():
+            if values[name] == default:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> CaseSpec:
@@ -123,6 +143,8 @@ def draw_spec(family: str, seed: int, sources: Optional[PorcineSources] = None, 
     """
     if family not in FAMILIES:
         raise ValueError(f"unknown case family {family!r}: use one of {FAMILIES}")
+    if pinned.get("look", "ct") != "ct" and family != "cube":
+        raise ValueError(f"only cubes have a look, not {family} cases")
     rng = np.random.default_rng([FAMILIES.index(family), int(seed)])
     axis, angle = random_rotation(rng, start_group)
     values: Dict[str, Any] = dict(
@@ -176,14 +198,17 @@ def _cube_center(rng: np.random.Generator, sources: PorcineSources, values: Dict
 
 
 def family_specs(count: int, seed: int = 1, sources: Optional[PorcineSources] = None,
-                 families: Sequence[str] = FAMILIES) -> List[CaseSpec]:
-    """``count`` specs: 2/3 cubes (alternately "within60" and "any"), 1/6 pairs, 1/6 phantoms (any).
+                 families: Sequence[str] = FAMILIES, microct_look: int = 0) -> List[CaseSpec]:
+    """``count`` specs: 2/3 cubes (alternately "within60" and "any"), 1/6 pairs, 1/6 phantoms (any),
+    then ``microct_look`` cubes that look like real micro-CTs (``microct_look_specs``).
 
     Only the ``families`` listed are drawn (their shares renormalised). Case ``i`` has the seed
-    ``1000 * seed + i``, so its name says where it came from.
+    ``1000 * seed + i``, so its name says where it came from. The micro-CT-look cubes have their own
+    seeds: adding them changes none of the other cases.
 
     Example:
         >>> specs = family_specs(60, seed=1, sources=sources)  # 40 cubes, 10 pairs, 10 phantoms
+        >>> specs = family_specs(60, seed=1, sources=sources, microct_look=10)  # the same 60, then 10
     """
     shares = {"cube": 4, "pair": 1, "phantom": 1}
     weights = np.array([shares[f] for f in families], dtype=float)
@@ -194,6 +219,30 @@ def family_specs(count: int, seed: int = 1, sources: Optional[PorcineSources] = 
         for i in range(int(number)):
             group = ("within60", "any")[i % 2] if family == "cube" else "any"
             specs.append(draw_spec(family, 1000 * seed + len(specs), sources, group))
+    return specs + microct_look_specs(microct_look, seed, sources)
+
+
+def microct_look_specs(count: int, seed: int = 1, sources: Optional[PorcineSources] = None) -> List[CaseSpec]:
+    """``count`` cubes that look like real micro-CTs (``look="microct"``), cycling over every storage.
+
+    Case ``i`` has the seed ``1000 * seed + MICROCT_SEED_OFFSET + i`` (no drawn family case has it),
+    the start group "within60" / "any" alternately, units ``MICROCT_UNITS[i % 5]`` (so 10 cases give
+    every storage with both groups), voxel noise 10-60 HU, the label "mct-<units>"; side, spacing,
+    grid, role (fixed or moving) and place are drawn as for any cube.
+
+    Example:
+        >>> [s.name for s in microct_look_specs(2, 1, sources)]
+        ['cube1900-mct-uint8', 'cube1901-mct-uint16-offset']
+    """
+    if count > 0 and sources is None:
+        raise ValueError("micro-CT look cubes need the porcine sources to place the cube on bone")
+    rng = np.random.default_rng([len(FAMILIES), int(seed)])
+    specs: List[CaseSpec] = []
+    for i in range(int(count)):
+        units = MICROCT_UNITS[i % len(MICROCT_UNITS)]
+        specs.append(draw_spec("cube", 1000 * seed + MICROCT_SEED_OFFSET + i, sources, ("within60", "any")[i % 2],
+                               look="microct", units=units, label=f"mct-{units}",
+                               noise_hu=round(float(rng.uniform(*MICROCT_NOISE_HU)), 1)))
     return specs
 
 
@@ -246,10 +295,10 @@ def make_case(spec: CaseSpec, sources: Optional[PorcineSources] = None) -> Case:
     rng = np.random.default_rng(spec.seed)
     if spec.family == "cube":
         grid = cube_grid(spec.center, spec.side_mm, spec.spacing_mm, np.reshape(spec.grid_direction, (3, 3)))
-        fine = cut_cube(sources.ct, grid, spec.noise_hu, spec.units, spec.seed)
+        fine = cut_cube(sources.ct, grid, spec.noise_hu, spec.units, spec.seed, spec.look)
         tissue = sources.tissue_points(2.0)
         points = tissue[inside_grid(grid, tissue, 1.0)]
-        kind = "micro-CT cube"
+        kind = "micro-CT cube" if spec.look == "ct" else "micro-CT-look cube"
     else:
         fine, kind = sources.ct_shrunk(spec.ct_shrink), "CT" if spec.ct_shrink == 1 else f"CT {spec.ct_shrink}x"
         points = sources.tissue_points(4.0)
@@ -310,12 +359,16 @@ def describe(spec: CaseSpec, kinds: Tuple[str, str], facts: Dict[str, Any]) -> s
     if spec.family == "cube":
         grid = "axis-aligned" if np.allclose(np.abs(spec.grid_direction), np.abs(_IDENTITY)) else "oblique"
         what = (f"{spec.side_mm:g} mm cube at {spec.spacing_mm:g} mm ({facts['fine_voxels'] / 1e6:.1f} M voxels, "
-                f"{grid}{' left-handed' if spec.flipped else ''} grid, {spec.units}, noise {spec.noise_hu:g} HU); "
+                f"{grid}{' left-handed' if spec.flipped else ''} grid, {spec.units}, noise {spec.noise_hu:g} HU"
+                f"{_LOOK_WORDS[spec.look]}); "
                 + what)
     elif spec.family == "phantom" and spec.grid_direction != _IDENTITY:
         what += f" (fixed grid oblique{', left-handed' if spec.flipped else ''})"
     return (f"{what}; answer {spec.start_angle_deg:.0f} deg + {spec.start_shift_mm:.0f} mm "
             f"({spec.start_group}), start error {facts['start_error_mm']:.0f} mm mean")
+
+
+_LOOK_WORDS = {"ct": "", "microct": ", micro-CT look: trabeculae, rings, cupping, cylindrical field of view"}
 
 
 def cached_case(spec: CaseSpec, sources: Optional[PorcineSources], cache_dir: Path) -> Case:

@@ -19,15 +19,11 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
+from .microct_look import BONE_HU, LOOKS, add_microct_look, storage_zero, to_storage
 from .phantom import make_grid
 
 #: HU above which a CT voxel counts as inside the specimen (soft tissue and bone, not air).
 SPECIMEN_HU = -300.0
-#: HU above which a CT voxel counts as bone (cortex and dense trabecular bone).
-BONE_HU = 300.0
-#: Micro-CT "scanner units" per HU for cubes stored as uint16 ((HU + 1024) x 10): micro-CT data
-#: are rarely in HU.
-UNITS_PER_HU = 10.0
 
 
 def specimen_points(ct: sitk.Image, block_mm: float = 4.0) -> np.ndarray:
@@ -149,24 +145,33 @@ def _grid_center(grid: sitk.Image) -> np.ndarray:
     return apply_matrix(index_to_physical_matrix(grid), middle[None])[0]
 
 
-def cut_cube(ct: sitk.Image, grid: sitk.Image, noise_hu: float, units: str, seed: int) -> sitk.Image:
-    """The CT resampled (linear) onto ``grid``, with Gaussian noise, as int16 HU or uint16 scanner units.
+def cut_cube(ct: sitk.Image, grid: sitk.Image, noise_hu: float, units: str, seed: int,
+             look: str = "ct") -> sitk.Image:
+    """The CT resampled (linear) onto ``grid``, with noise, stored as ``units`` (``microct_look.UNITS``).
 
     The cube stays in the CT's physical space, so the CT's answer is the cube's answer. A resampled
-    CT is smoother than a real micro-CT: the noise (``noise_hu``) gives it some texture back.
+    CT is smoother than a real micro-CT: with ``look="ct"`` mild Gaussian noise (``noise_hu``) gives
+    it some texture back; ``look="microct"`` adds trabecular texture, cupping, rings and voxel noise
+    and zeroes the voxels outside the reconstruction cylinder (``microct_look``).
+
+    Example:
+        >>> cube = cut_cube(sources.ct, cube_grid(center, 30.0, 0.1, np.eye(3)), 30.0, "uint8", 7, "microct")
     """
+    if look not in LOOKS:
+        raise ValueError(f"unknown cube look {look!r}: use one of {LOOKS}")
     hu = sitk.Resample(ct, grid, sitk.Transform(), sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
     array = sitk.GetArrayFromImage(hu)
     del hu
-    if noise_hu > 0:
+    outside = None
+    if look == "microct":
+        outside = add_microct_look(array, grid.GetSpacing()[0], noise_hu, seed)
+    elif noise_hu > 0:
         rng = np.random.default_rng(seed)
         array += rng.normal(0.0, noise_hu, size=array.shape).astype(np.float32)
-    if units == "scaled":
-        array = np.clip((array + 1024.0) * UNITS_PER_HU, 0, 65535).astype(np.uint16)
-    elif units == "hu":
-        array = np.clip(np.round(array), -1024, 32767).astype(np.int16)
-    else:
-        raise ValueError(f"unknown cube units {units!r}: use 'hu' or 'scaled'")
-    cube = sitk.GetImageFromArray(array)
+    stored = to_storage(array, units)
+    del array
+    if outside is not None:
+        stored[:, outside] = storage_zero(units)
+    cube = sitk.GetImageFromArray(stored)
     cube.CopyInformation(grid)
     return cube
