@@ -22,8 +22,6 @@ from .progress import Progress
 from .terminal import TerminalLine
 
 log = logging.getLogger("knee-register")
-#: Inputs whose voxels take more memory than this are read in slabs, never whole (``--stream-above-mb``).
-DEFAULT_STREAM_ABOVE_MB = 256.0
 
 
 class ProgressPrinter:
@@ -128,9 +126,10 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _load_inputs(args: argparse.Namespace):
+    from .io import STREAM_ABOVE_MB
     from .io.transforms import read_transform
 
-    limit = getattr(args, "stream_above_mb", DEFAULT_STREAM_ABOVE_MB)
+    limit = getattr(args, "stream_above_mb", STREAM_ABOVE_MB)
     fixed = _input(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image",
                    _folder_spacing(args, "fixed"), limit)
     moving = _input(args.moving, args.moving_series_uid or args.series_uid, "moving image",

@@ -33,7 +33,7 @@ from .geometry import (
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
-from .settings import PRESETS, RegistrationSettings
+from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
 from .steps.auto_preset import resolve_preset
 from .steps.checks import check_result
 from .steps.evidence import gather_evidence
@@ -42,9 +42,6 @@ from .steps.metrics import mattes_value
 from .steps.planning import RegistrationPlan, plan_registration
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
 from .steps.verdict import judge
-
-#: The preset used when none is given: chosen from the images (``steps.auto_preset``).
-DEFAULT_PRESET = "auto"
 
 
 @dataclass
@@ -62,7 +59,7 @@ def register(
     moving: sitk.Image,
     settings: Optional[RegistrationSettings] = None,
     *,
-    engine: Union[str, RegistrationEngine, None] = "SimpleITK",
+    engine: Union[str, RegistrationEngine, None] = DEFAULT_ENGINE,
     initial_transform: Optional[sitk.Transform] = None,
     progress: Union[Progress, ProgressCallback, None] = None,
     should_cancel: Optional[Callable[[], bool]] = None,

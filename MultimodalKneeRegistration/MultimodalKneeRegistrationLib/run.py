@@ -24,10 +24,10 @@ from .io.sources import pixels, whole
 from .outputs.grids import resample_grid
 from .outputs.qc_image import render_qc
 from .outputs.report import build_report
-from .pipeline import DEFAULT_PRESET, register, resample_moving
+from .pipeline import register, resample_moving
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
-from .settings import PRESETS, RegistrationSettings
+from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
 from .steps.inspection import inspect_pair
 
 
@@ -59,7 +59,7 @@ def run(
     moving: sitk.Image,
     settings: Optional[RegistrationSettings] = None,
     *,
-    engine: Any = "SimpleITK",
+    engine: Any = DEFAULT_ENGINE,
     initial_transform: Optional[sitk.Transform] = None,
     bone_labels: Any = None,
     labels_space: str = "fixed",

@@ -31,6 +31,12 @@ TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
 #: at 4.7 mm and BRAINSFit's RegularStepGradientDescent at 2.9 mm (rough, flat MI valleys stall
 #: gradient methods). Scale/affine stages always use conjugate gradients (Powell is slow in 12-D).
 OPTIMIZERS = ("Powell", "ConjugateGradientLineSearch", "RegularStepGradientDescent")
+#: The preset used when none is given: chosen from the images (``steps.auto_preset``).
+DEFAULT_PRESET = "auto"
+#: Engine names a user can choose (``--engine``, the Slicer panel; ``engines.engine_named``), the
+#: first the default. Here, not in ``engines``, so the Slicer shell reads them without SimpleITK.
+ENGINE_NAMES = ("SimpleITK", "BRAINSFit")
+DEFAULT_ENGINE = ENGINE_NAMES[0]
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,8 @@ validated frozen dataclass. One converter in each direction keeps the panel, the
 the generated script in agreement. Pure Python (no Slicer import), so it is tested anywhere.
 
 Light on purpose: the module file imports this at Slicer start-up (every scripted module is imported
-then), so it needs only the core's ``settings`` and ``errors`` (plain dataclasses, no SimpleITK).
-The engine names and the default preset are repeated here rather than imported from the core's
-``engines``/``pipeline`` (which load SimpleITK); ``Testing/mrml/test_parameters.py`` checks they agree.
+then), so it needs only the core's ``settings`` and ``errors`` (plain dataclasses, no SimpleITK),
+which also hold the engine names and the default preset.
 """
 
 from __future__ import annotations
@@ -15,13 +14,9 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
+from MultimodalKneeRegistrationLib.settings import ENGINE_NAMES, PRESETS, RegistrationSettings, settings_for_preset
 
-#: ``MultimodalKneeRegistrationLib.pipeline.DEFAULT_PRESET`` (a test checks they agree).
-DEFAULT_PRESET = "auto"
 PRESET_NAMES = list(PRESETS)
-#: ``MultimodalKneeRegistrationLib.engines.ENGINE_NAMES`` (a test checks they agree).
-ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]
 #: Panel knobs a preset sets (every parameter ``panelValuesFromSettings`` returns but the preset).
 PRESET_KNOBS = (
     "spacingMultiplier",

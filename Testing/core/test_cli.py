@@ -273,6 +273,35 @@ def _drain(fd: int, chunks: list) -> None:
         chunks.append(data)
 
 
+def test_an_engine_that_fails_exits_6_with_its_own_message(pair, tmp_path):
+    """A BRAINSFit that crashes (a real process exiting 3) or is missing is an engine error (exit 6),
+    not a refusal (exit 4): nothing was judged, and nothing is written."""
+    fixed, moving = pair
+    crashing = tmp_path / "BRAINSFit"
+    crashing.write_text("#!/bin/sh\necho 'Segmentation fault: something broke' >&2\nexit 3\n")
+    crashing.chmod(0o755)
+    crashed = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", *FAST,
+                      "--engine", "brainsfit", "--brainsfit", crashing)
+    assert crashed.returncode == 6, crashed.stderr
+    assert "\nerror: BRAINSFit failed (exit status 3): Segmentation fault: something broke." in crashed.stderr
+    assert "SimpleITK engine" in crashed.stderr and "Traceback" not in crashed.stderr
+    missing = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", *FAST,
+                      "--engine", "BRAINSFIT", "--brainsfit", tmp_path / "no-such-brainsfit")
+    assert missing.returncode == 6 and "is not an executable file" in missing.stderr, missing.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("text, name", [("brainsfit", "BRAINSFit"), ("SIMPLEITK", "SimpleITK"),
+                                        ("BRAINSFit", "BRAINSFit")])
+def test_engine_names_in_any_case(text, name):
+    from MultimodalKneeRegistrationLib.cli import build_parser
+
+    args = build_parser().parse_args(["register", "f.nrrd", "m.nrrd", "--output-dir", "out", "--engine", text])
+    assert args.engine == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["inspect", "f.nrrd", "m.nrrd", "--engine", "elastix"])
+
+
 @pytest.mark.parametrize("word, value", [("auto", None), ("on", True), ("off", False)])
 def test_edge_correlation_option_sets_the_search_setting(word, value):
     from MultimodalKneeRegistrationLib.cli import build_parser, settings_from_args

@@ -75,7 +75,7 @@ def test_choices_cover_the_core_vocabulary():
     assert PRESET_NAMES == list(PRESETS)
     assert set(INITIALIZATION_CHOICES.values()) == set(INITIALIZE_MODES)
     assert {s for stages in STAGE_CHOICES.values() for s in stages} == set(TRANSFORM_STAGES)
-    assert ENGINE_NAMES == ["SimpleITK", "BRAINSFit"]
+    assert list(ENGINE_NAMES) == ["SimpleITK", "BRAINSFit"]
 
 
 def test_copied_code_rebuilds_the_exact_settings_and_names_the_nodes():
@@ -154,13 +154,14 @@ def test_copied_code_reads_the_bones_before_the_run_and_registers_them_after():
     assert "Bone" not in pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK")
 
 
-def test_light_constants_agree_with_the_core():
-    """``parameters`` repeats these so that the module file loads without SimpleITK (defect 8)."""
+def test_light_constants_are_the_cores_own():
+    """The engine names and the default preset are defined once, in the light ``settings`` module,
+    so the module file loads without SimpleITK (defect 8) and repeats nothing."""
     from MultimodalKneeRegistrationLib.engines import ENGINE_NAMES as CORE_ENGINES
-    from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET as CORE_DEFAULT
-    from MultimodalKneeRegistrationSlicer.parameters import DEFAULT_PRESET, PRESET_KNOBS
+    from MultimodalKneeRegistrationLib.settings import DEFAULT_PRESET
+    from MultimodalKneeRegistrationSlicer.parameters import PRESET_KNOBS
 
-    assert ENGINE_NAMES == list(CORE_ENGINES) and DEFAULT_PRESET == CORE_DEFAULT
+    assert ENGINE_NAMES is CORE_ENGINES
     assert set(PRESET_KNOBS) | {"preset"} == set(panelValuesFromSettings(PRESETS[DEFAULT_PRESET]))
 
 

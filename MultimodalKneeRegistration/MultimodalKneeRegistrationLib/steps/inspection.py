@@ -154,10 +154,6 @@ class PairInspection:
     initial_transform: str
     warnings: Tuple[str, ...]
 
-    @property
-    def all_warnings(self) -> Tuple[str, ...]:
-        return self.fixed.warnings + self.moving.warnings + self.warnings
-
     def to_dict(self) -> Dict[str, Any]:
         return {
             "fixed": self.fixed.to_dict(), "moving": self.moving.to_dict(),
