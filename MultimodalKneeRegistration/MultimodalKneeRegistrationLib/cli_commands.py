@@ -222,16 +222,19 @@ def _summarise(args: argparse.Namespace, outcome, written: Dict[str, Path]) -> N
 def cmd_inspect(args: argparse.Namespace, printer: ProgressPrinter) -> int:
     from .cli import settings_from_args
     from .steps.inspection import inspect_pair
-    from .steps.planning import plan_registration
+    from .steps.plan_resolution import plan_for
 
     settings = settings_from_args(args)
     fixed, moving, initial = _load_inputs(args)
     print(inspect_pair(fixed, moving, initial, settings.choices.initialize_transform_mode).format_summary())
-    plan = plan_registration(fixed, moving, settings)
-    print(f"plan ({settings.preset}):")
-    for sentence in plan.explanation:
-        print(f"  - {sentence}")
+    settings, plan = plan_for(fixed, moving, settings)
+    print(format_plan(settings, plan))
     return 0
+
+
+def format_plan(settings, plan) -> str:
+    """The plan as ``inspect`` prints it and ``register`` logs it: the preset used, then each choice."""
+    return "\n".join([f"plan ({settings.preset}):", *(f"  - {sentence}" for sentence in plan.explanation)])
 
 
 def cmd_list_series(args: argparse.Namespace, printer: ProgressPrinter) -> int:

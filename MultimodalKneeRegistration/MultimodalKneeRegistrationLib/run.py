@@ -95,7 +95,7 @@ def run(
     if refusal is None and bone_labels is not None:
         from .bones.per_bone import register_per_bone
 
-        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, settings,
+        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, result.settings,
                                              progress.sub(share, 0.9), labels_space=labels_space)
     progress.report(0.9, "resampling and drawing the QC picture", force=True)
     _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)

@@ -140,6 +140,23 @@ def test_inspect_prints_the_pair_and_the_plan_and_writes_nothing(pair):
     assert sorted(p.name for p in fixed.parent.iterdir()) == before
 
 
+def test_inspect_prints_the_plan_register_runs(pair, tmp_path):
+    """One plan resolution: ``inspect`` resolves ``auto`` and the overrides as ``register`` does."""
+    fixed, moving = pair
+    shown = run_cli("inspect", fixed, moving, "--iterations", "15", "--sampling-percentage", "0.2")
+    assert shown.returncode == 0, shown.stderr
+    out = tmp_path / "out"
+    done = run_cli("register", fixed, moving, "--output-dir", out, "--iterations", "15", "--sampling-percentage",
+                   "0.2", "--no-resampled", "--quiet")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    printed = shown.stdout[shown.stdout.index("plan ("):].splitlines()
+    assert printed[0] == f"plan ({report['result']['settings']['preset']}):"
+    planned = [line[len("  - "):] for line in printed[1:]]
+    assert planned == report["plan"]["explanation"][:len(planned)]  # the run adds what it learnt after
+    assert any(s.startswith("Preset auto chose") for s in planned)
+
+
 def write_dicom_series(image: sitk.Image, folder: Path, uid: str, description: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()

@@ -6,7 +6,7 @@ import types
 
 import pytest
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.settings import PRESETS
+from MultimodalKneeRegistrationLib.settings import PRESETS, settings_for_preset
 from MultimodalKneeRegistrationSlicer.parameters import (
     ENGINE_NAMES,
     INITIALIZATION_CHOICES,
@@ -79,7 +79,8 @@ def test_choices_cover_the_core_vocabulary():
 
 
 def test_copied_code_rebuilds_the_exact_settings_and_names_the_nodes():
-    settings = PRESETS["mri-microct-knee"].replace(
+    settings = settings_for_preset(  # as the panel makes them: the knobs set are recorded
+        "mri-microct-knee",
         spacing_multiplier=6.0,
         number_of_iterations=123,
         transform_stages=("Rigid", "Affine"),
@@ -191,3 +192,14 @@ def test_spacing_multiplier_is_auto_or_between_1_and_64(value, ok):
     assert (spacingMultiplierProblem(value) is None) == ok
     if ok and value:
         settingsFromPanelValues("mri-ct", spacingMultiplier=value)  # the core accepts what the panel accepts
+
+
+def test_panel_records_only_the_knobs_the_user_changed():
+    """The panel shows every knob filled from the preset; under ``auto`` an unchanged value must not
+    pin the preset the images choose (a micro-CT keeps its 40 iterations), a changed one must."""
+    from MultimodalKneeRegistrationSlicer.parameters import settingsFromPanelValues
+
+    shown = panelValuesFromSettings(PRESETS["auto"])
+    assert settingsFromPanelValues(**shown).overrides == ()
+    changed = settingsFromPanelValues(**{**shown, "numberOfIterations": 99})
+    assert changed.overrides == ("number_of_iterations",) and changed.optimizer.number_of_iterations == 99
