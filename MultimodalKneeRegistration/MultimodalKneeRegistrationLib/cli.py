@@ -16,12 +16,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import traceback
+from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import CancelledError, KneeRegistrationError
+from .errors import CancelledError, InputError, KneeRegistrationError
 from .io import STREAM_ABOVE_MB
 from .outputs.grids import AUTO_RESAMPLE_VOXELS
 from .settings import (
@@ -87,9 +89,12 @@ def _spacing(text: str):
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration settings (defaults come from the preset)")
-    group.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
-                       help="starting settings (default: %(default)s, chosen from the images: mri-ct, or "
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help=f"starting settings (default: {DEFAULT_PRESET}, chosen from the images: mri-ct, or "
                             "mri-microct-knee when one image is a fine, small scan inside the other)")
+    group.add_argument("--settings-from", metavar="REPORT",
+                       help="rerun with the settings an earlier run used (its report.json, overrides included); "
+                            "other options given here change them")
     group.add_argument("--initial-transform", metavar="T", help="ITK transform file, fixed -> moving (LPS)")
     group.add_argument("--series-uid", metavar="UID", help="DICOM series to load from folders with several")
     group.add_argument("--fixed-series-uid", metavar="UID", help="series UID for the fixed folder only")
@@ -181,10 +186,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> RegistrationSettings:
-    """The preset with the command-line overrides applied (validated)."""
+    """The preset (or ``--settings-from``'s settings) with the flags the user gave applied and recorded."""
+    flags = {k: v for k, v in _flag_settings(args).items() if v is not None}
+    if not getattr(args, "settings_from", None):
+        return settings_for_preset(args.preset or DEFAULT_PRESET, **flags)
+    if args.preset:
+        raise InputError("--preset and --settings-from both name the preset", "drop one of them")
+    earlier = settings_from_report(args.settings_from)
+    if not flags:
+        return earlier
+    return dataclasses.replace(earlier.replace(**flags), overrides=tuple(sorted({*earlier.overrides, *flags})))
+
+
+def settings_from_report(path) -> RegistrationSettings:
+    """The settings a run used, from its ``report.json`` (``result.settings``)."""
+    import json
+
+    try:
+        report = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        stored = report["result"]["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"cannot read the settings of report '{path}' ({type(error).__name__}: {error})",
+                         "give the report.json an earlier run wrote") from None
+    return RegistrationSettings.from_dict(stored)
+
+
+def _flag_settings(args: argparse.Namespace) -> dict:
+    """The settings the flags name, ``None`` where a flag was not given."""
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else None
-    return settings_for_preset(
-        args.preset, transform_stages=stages, initialize_transform_mode=args.init_mode,
+    return dict(
+        transform_stages=stages, initialize_transform_mode=args.init_mode,
         spacing_multiplier=args.spacing_multiplier, sampling_percentage=args.sampling_percentage,
         number_of_iterations=args.iterations, random_seed=args.seed, number_of_threads=args.threads,
         search_edge_correlation={"on": True, "off": False}.get(getattr(args, "edge_correlation", "auto")),

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InputError, RegistrationFailedError
 from .progress import Progress
+from .settings import DEFAULT_PRESET
 from .terminal import TerminalLine
 
 log = logging.getLogger("knee-register")
@@ -90,6 +91,7 @@ def cmd_register(args: argparse.Namespace, printer: ProgressPrinter) -> int:
 
     out = check_output_folder(args.output_dir, args.overwrite)  # before any work: never find out after an hour
     settings = settings_from_args(args)
+    args.preset = settings.preset if args.settings_from else (args.preset or DEFAULT_PRESET)  # for the report
     if args.segmentation and not args.per_bone:
         raise InputError("--segmentation is only used with --per-bone", "add --per-bone or drop --segmentation")
     fixed, moving, initial = _load_inputs(args)
@@ -176,7 +178,7 @@ def _inputs(args: argparse.Namespace, fixed, moving) -> Dict[str, object]:
 
     return {"fixed": str(Path(args.fixed).resolve()), "moving": str(Path(args.moving).resolve()),
             "initial_transform": str(Path(args.initial_transform).resolve()) if args.initial_transform else None,
-            "preset": args.preset, "engine": args.engine,
+            "preset": args.preset, "settings_from": args.settings_from, "engine": args.engine,
             "fixed_series_uid": uid(fixed), "moving_series_uid": uid(moving)}
 
 

@@ -157,6 +157,30 @@ def test_inspect_prints_the_plan_register_runs(pair, tmp_path):
     assert any(s.startswith("Preset auto chose") for s in planned)
 
 
+def test_settings_round_trip_through_the_report(pair, tmp_path):
+    """``--settings-from report.json`` reruns with the settings (and overrides) the earlier run used."""
+    from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
+
+    tuned = settings_for_preset("mri-microct-knee", number_of_iterations=15, transform_stages=("Rigid", "Affine"))
+    for settings in (*PRESETS.values(), tuned):
+        assert RegistrationSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    fixed, moving = pair
+    first, second = tmp_path / "first", tmp_path / "second"
+    done = run_cli("register", fixed, moving, "--output-dir", first, *FAST, "--iterations", "7", "--seed", "5",
+                   "--no-resampled", "--quiet")
+    assert done.returncode == 0, done.stderr
+    again = run_cli("register", fixed, moving, "--output-dir", second, "--settings-from", first / "report.json",
+                    "--no-resampled", "--quiet")
+    assert again.returncode == 0, again.stderr
+    reports = [json.loads((folder / "report.json").read_text()) for folder in (first, second)]
+    assert reports[0]["result"]["settings"] == reports[1]["result"]["settings"]
+    assert reports[1]["result"]["settings"]["overrides"] == ["number_of_iterations", "random_seed"]
+    assert (first / "transform.tfm").read_bytes() == (second / "transform.tfm").read_bytes()
+    both = run_cli("register", fixed, moving, "--output-dir", tmp_path / "x", "--settings-from", first / "report.json",
+                   *FAST)
+    assert both.returncode == 2 and "--preset and --settings-from" in both.stderr
+
+
 def write_dicom_series(image: sitk.Image, folder: Path, uid: str, description: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
