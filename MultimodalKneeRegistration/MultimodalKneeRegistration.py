@@ -17,11 +17,9 @@ from typing import Annotated, Optional
 import qt
 import slicer
 import vtk
-from MultimodalKneeRegistrationLib.settings import PRESETS
+from MultimodalKneeRegistrationLib.settings import DEFAULT_ENGINE, DEFAULT_PRESET, ENGINE_NAMES, PRESETS
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic
 from MultimodalKneeRegistrationSlicer.parameters import (
-    DEFAULT_PRESET,
-    ENGINE_NAMES,
     INITIALIZATION_CHOICES,
     MAX_SPACING_MULTIPLIER,
     PRESET_KNOBS,
@@ -148,7 +146,7 @@ class MultimodalKneeRegistrationParameterNode:
     initializationMode: Annotated[str, Choice(list(INITIALIZATION_CHOICES))] = _DEFAULT_PANEL[
         "initializationMode"
     ]
-    engine: Annotated[str, Choice(ENGINE_NAMES)] = "SimpleITK"
+    engine: Annotated[str, Choice(list(ENGINE_NAMES))] = DEFAULT_ENGINE
     outputTransform: vtkMRMLLinearTransformNode
     outputVolume: vtkMRMLScalarVolumeNode
     perBone: bool = False
@@ -580,7 +578,7 @@ class MultimodalKneeRegistrationTest(ScriptedLoadableModuleTest):
         self.assertEqual(
             (settings.choices.spacing_multiplier, settings.optimizer.number_of_iterations), (6.0, 123)
         )
-        code = pythonCodeForRun("MR", "microCT", settings, "SimpleITK")
+        code = pythonCodeForRun("MR", "microCT", settings, DEFAULT_ENGINE)
         namespace = {}
         exec(compile(code.split("logic = ")[0], "<copied code>", "exec"), namespace)
         self.assertEqual(namespace["settings"], settings)

@@ -5,7 +5,8 @@ and fail the way a person can act on: one paragraph saying what is wrong and wha
 code a script can test, and never a half-written output or a silently overwritten one.
 
 Exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not writable,
-4 result failed its sanity checks, 5 a batch in which some pair did not succeed, 130 interrupted.
+4 result failed its sanity checks, 5 a batch in which some pair did not succeed, 6 the engine could
+not run (BRAINSFit missing or crashed), 130 interrupted.
 
 Example:
     $ knee-register register CT.nrrd MR_T2_dicom/ --output-dir out --preset mri-ct
@@ -15,20 +16,30 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import traceback
+from pathlib import Path
 from typing import Optional, Sequence
 
-from .engines import ENGINE_NAMES
-from .errors import CancelledError, KneeRegistrationError
+from .errors import CancelledError, InputError, KneeRegistrationError
+from .io import STREAM_ABOVE_MB
 from .outputs.grids import AUTO_RESAMPLE_VOXELS
-from .settings import INITIALIZE_MODES, PRESETS, RegistrationSettings, settings_for_preset
+from .settings import (
+    DEFAULT_ENGINE,
+    DEFAULT_PRESET,
+    ENGINE_NAMES,
+    INITIALIZE_MODES,
+    PRESETS,
+    RegistrationSettings,
+    settings_for_preset,
+)
 
 log = logging.getLogger("knee-register")
 EPILOG = ("exit codes: 0 success, 1 unexpected failure (a bug), 2 unusable input, 3 output not writable or "
           "already there, 4 result failed its sanity checks, 5 a batch with pairs that did not succeed, "
-          "130 interrupted")
+          "6 the engine could not run (BRAINSFit missing or crashed), 130 interrupted")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,6 +67,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _engine_name(text: str) -> str:
+    """``--engine brainsfit`` is BRAINSFit: the name in any case (an unknown one is left for ``choices``)."""
+    from .engines import engine_name
+    from .errors import InputError
+
+    try:
+        return engine_name(text)
+    except InputError:
+        return text
+
+
 def _spacing(text: str):
     from .io.microct import parse_spacing
 
@@ -67,9 +89,12 @@ def _spacing(text: str):
 
 def _settings_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("registration settings (defaults come from the preset)")
-    group.add_argument("--preset", default="auto", choices=sorted(PRESETS),
-                       help="starting settings (default: %(default)s, chosen from the images: mri-ct, or "
+    group.add_argument("--preset", choices=sorted(PRESETS),
+                       help=f"starting settings (default: {DEFAULT_PRESET}, chosen from the images: mri-ct, or "
                             "mri-microct-knee when one image is a fine, small scan inside the other)")
+    group.add_argument("--settings-from", metavar="REPORT",
+                       help="rerun with the settings an earlier run used (its report.json, overrides included); "
+                            "other options given here change them")
     group.add_argument("--initial-transform", metavar="T", help="ITK transform file, fixed -> moving (LPS)")
     group.add_argument("--series-uid", metavar="UID", help="DICOM series to load from folders with several")
     group.add_argument("--fixed-series-uid", metavar="UID", help="series UID for the fixed folder only")
@@ -77,7 +102,7 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--spacing", type=_spacing, metavar="MM", help="voxel size of TIFF/BMP slice folders "
                        "without a SkyScan *_rec.log or TIFF tags: 0.02 or 0.02,0.02,0.04 (mm)")
     group.add_argument("--fixed-spacing", type=_spacing, metavar="MM", help="voxel size of the fixed slice folder")
-    group.add_argument("--stream-above-mb", type=float, default=256.0, metavar="MB",
+    group.add_argument("--stream-above-mb", type=float, default=STREAM_ABOVE_MB, metavar="MB",
                        help="read inputs larger than this in slabs, block-averaged as they arrive, never whole "
                             "(default: %(default)g; 0 streams every input that can be)")
     group.add_argument("--moving-spacing", type=_spacing, metavar="MM", help="voxel size of the moving slice folder")
@@ -97,8 +122,8 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
         help="use N threads everywhere: faster on many cores, but repeated runs may differ slightly "
         "(default: a fixed thread plan that gives bit-identical results on any machine)",
     )
-    group.add_argument("--engine", choices=ENGINE_NAMES, default="SimpleITK",
-                       help="the optimiser after the search (default: %(default)s)")
+    group.add_argument("--engine", type=_engine_name, choices=ENGINE_NAMES, default=DEFAULT_ENGINE,
+                       help="the optimiser after the search, any case (default: %(default)s)")
     group.add_argument("--brainsfit", metavar="PATH",
                        help="BRAINSFit executable for --engine BRAINSFit (default: $BRAINSFIT, PATH, a Slicer install)")
     parser.add_argument("--quiet", action="store_true", help="print errors only")
@@ -161,10 +186,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace) -> RegistrationSettings:
-    """The preset with the command-line overrides applied (validated)."""
+    """The preset (or ``--settings-from``'s settings) with the flags the user gave applied and recorded."""
+    flags = {k: v for k, v in _flag_settings(args).items() if v is not None}
+    if not getattr(args, "settings_from", None):
+        return settings_for_preset(args.preset or DEFAULT_PRESET, **flags)
+    if args.preset:
+        raise InputError("--preset and --settings-from both name the preset", "drop one of them")
+    earlier = settings_from_report(args.settings_from)
+    if not flags:
+        return earlier
+    return dataclasses.replace(earlier.replace(**flags), overrides=tuple(sorted({*earlier.overrides, *flags})))
+
+
+def settings_from_report(path) -> RegistrationSettings:
+    """The settings a run used, from its ``report.json`` (``result.settings``)."""
+    import json
+
+    try:
+        report = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+        stored = report["result"]["settings"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"cannot read the settings of report '{path}' ({type(error).__name__}: {error})",
+                         "give the report.json an earlier run wrote") from None
+    return RegistrationSettings.from_dict(stored)
+
+
+def _flag_settings(args: argparse.Namespace) -> dict:
+    """The settings the flags name, ``None`` where a flag was not given."""
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else None
-    return settings_for_preset(
-        args.preset, transform_stages=stages, initialize_transform_mode=args.init_mode,
+    return dict(
+        transform_stages=stages, initialize_transform_mode=args.init_mode,
         spacing_multiplier=args.spacing_multiplier, sampling_percentage=args.sampling_percentage,
         number_of_iterations=args.iterations, random_seed=args.seed, number_of_threads=args.threads,
         search_edge_correlation={"on": True, "off": False}.get(getattr(args, "edge_correlation", "auto")),

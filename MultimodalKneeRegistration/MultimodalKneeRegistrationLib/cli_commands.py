@@ -19,11 +19,10 @@ import numpy as np
 
 from .errors import InputError, RegistrationFailedError
 from .progress import Progress
+from .settings import DEFAULT_PRESET
 from .terminal import TerminalLine
 
 log = logging.getLogger("knee-register")
-#: Inputs whose voxels take more memory than this are read in slabs, never whole (``--stream-above-mb``).
-DEFAULT_STREAM_ABOVE_MB = 256.0
 
 
 class ProgressPrinter:
@@ -92,6 +91,7 @@ def cmd_register(args: argparse.Namespace, printer: ProgressPrinter) -> int:
 
     out = check_output_folder(args.output_dir, args.overwrite)  # before any work: never find out after an hour
     settings = settings_from_args(args)
+    args.preset = settings.preset if args.settings_from else (args.preset or DEFAULT_PRESET)  # for the report
     if args.segmentation and not args.per_bone:
         raise InputError("--segmentation is only used with --per-bone", "add --per-bone or drop --segmentation")
     fixed, moving, initial = _load_inputs(args)
@@ -128,9 +128,10 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _load_inputs(args: argparse.Namespace):
+    from .io import STREAM_ABOVE_MB
     from .io.transforms import read_transform
 
-    limit = getattr(args, "stream_above_mb", DEFAULT_STREAM_ABOVE_MB)
+    limit = getattr(args, "stream_above_mb", STREAM_ABOVE_MB)
     fixed = _input(args.fixed, args.fixed_series_uid or args.series_uid, "fixed image",
                    _folder_spacing(args, "fixed"), limit)
     moving = _input(args.moving, args.moving_series_uid or args.series_uid, "moving image",
@@ -177,7 +178,7 @@ def _inputs(args: argparse.Namespace, fixed, moving) -> Dict[str, object]:
 
     return {"fixed": str(Path(args.fixed).resolve()), "moving": str(Path(args.moving).resolve()),
             "initial_transform": str(Path(args.initial_transform).resolve()) if args.initial_transform else None,
-            "preset": args.preset, "engine": args.engine,
+            "preset": args.preset, "settings_from": args.settings_from, "engine": args.engine,
             "fixed_series_uid": uid(fixed), "moving_series_uid": uid(moving)}
 
 
@@ -222,20 +223,20 @@ def _summarise(args: argparse.Namespace, outcome, written: Dict[str, Path]) -> N
 
 def cmd_inspect(args: argparse.Namespace, printer: ProgressPrinter) -> int:
     from .cli import settings_from_args
-    from .steps.auto_preset import resolve_preset
     from .steps.inspection import inspect_pair
-    from .steps.planning import plan_registration
+    from .steps.plan_resolution import plan_for
 
     settings = settings_from_args(args)
     fixed, moving, initial = _load_inputs(args)
     print(inspect_pair(fixed, moving, initial, settings.choices.initialize_transform_mode).format_summary())
-    settings, chosen = resolve_preset(settings, fixed, moving)  # the plan register would follow
-    plan = plan_registration(fixed, moving, settings)
-    plan = plan.with_note(chosen) if chosen else plan
-    print(f"plan ({settings.preset}):")
-    for sentence in plan.explanation:
-        print(f"  - {sentence}")
+    settings, plan = plan_for(fixed, moving, settings)
+    print(format_plan(settings, plan))
     return 0
+
+
+def format_plan(settings, plan) -> str:
+    """The plan as ``inspect`` prints it and ``register`` logs it: the preset used, then each choice."""
+    return "\n".join([f"plan ({settings.preset}):", *(f"  - {sentence}" for sentence in plan.explanation)])
 
 
 def cmd_list_series(args: argparse.Namespace, printer: ProgressPrinter) -> int:

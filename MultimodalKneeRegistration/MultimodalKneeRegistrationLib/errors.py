@@ -45,6 +45,16 @@ class RegistrationFailedError(KneeRegistrationError):
     exit_code = 4
 
 
+class EngineError(KneeRegistrationError):
+    """The optimiser program could not run or crashed (BRAINSFit missing, killed, exit status not 0).
+
+    Not a refusal: nothing was judged, so there is no report to look at; the user fixes the tool
+    (its path, its installation) or picks another engine.
+    """
+
+    exit_code = 6
+
+
 class CancelledError(KneeRegistrationError):
     """The caller asked to stop; nothing was written."""
 

@@ -33,18 +33,15 @@ from .geometry import (
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
-from .settings import PRESETS, RegistrationSettings
-from .steps.auto_preset import resolve_preset
+from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
 from .steps.checks import check_result
 from .steps.evidence import gather_evidence
 from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
-from .steps.planning import RegistrationPlan, plan_registration
+from .steps.plan_resolution import plan_for
+from .steps.planning import RegistrationPlan
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
 from .steps.verdict import judge
-
-#: The preset used when none is given: chosen from the images (``steps.auto_preset``).
-DEFAULT_PRESET = "auto"
 
 
 @dataclass
@@ -62,7 +59,7 @@ def register(
     moving: sitk.Image,
     settings: Optional[RegistrationSettings] = None,
     *,
-    engine: Union[str, RegistrationEngine, None] = "SimpleITK",
+    engine: Union[str, RegistrationEngine, None] = DEFAULT_ENGINE,
     initial_transform: Optional[sitk.Transform] = None,
     progress: Union[Progress, ProgressCallback, None] = None,
     should_cancel: Optional[Callable[[], bool]] = None,
@@ -91,11 +88,7 @@ def register(
     with global_threads(preparation_threads(settings.execution)):
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         progress.report(0.0, "planning resolution and field of view", force=True)
-        settings, chosen = resolve_preset(settings, fixed, moving)
-        plan = plan_registration(fixed, moving, settings)
-        plan = plan.with_note(chosen) if chosen else plan
-        for source in (s for s in (fixed, moving) if isinstance(s, VolumeSource)):
-            plan = plan.with_note(source.note)
+        settings, plan = plan_for(fixed, moving, settings)
         work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08))
         prepared = time.perf_counter() - began
         result, failures = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0))

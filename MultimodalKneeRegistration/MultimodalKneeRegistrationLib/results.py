@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 import SimpleITK as sitk
 
 from .geometry import rotation_angle_deg, scale_factors, transform_to_matrix
+from .settings import DEFAULT_ENGINE
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RegistrationResult:
     passed_sanity_checks: bool = True
     overlap_after: Optional[float] = None
     #: The engine that optimised (``SimpleITK``, ``BRAINSFit``).
-    engine: str = "SimpleITK"
+    engine: str = DEFAULT_ENGINE
     #: What the verdict weighs besides the metric (``steps.evidence.Evidence``), and its confidence.
     evidence: Any = None
     confidence: Optional[float] = None

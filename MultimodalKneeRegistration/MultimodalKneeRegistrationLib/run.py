@@ -24,10 +24,10 @@ from .io.sources import pixels, whole
 from .outputs.grids import resample_grid
 from .outputs.qc_image import render_qc
 from .outputs.report import build_report
-from .pipeline import DEFAULT_PRESET, register, resample_moving
+from .pipeline import register, resample_moving
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
-from .settings import PRESETS, RegistrationSettings
+from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
 from .steps.inspection import inspect_pair
 
 
@@ -59,7 +59,7 @@ def run(
     moving: sitk.Image,
     settings: Optional[RegistrationSettings] = None,
     *,
-    engine: Any = "SimpleITK",
+    engine: Any = DEFAULT_ENGINE,
     initial_transform: Optional[sitk.Transform] = None,
     bone_labels: Any = None,
     labels_space: str = "fixed",
@@ -95,7 +95,7 @@ def run(
     if refusal is None and bone_labels is not None:
         from .bones.per_bone import register_per_bone
 
-        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, settings,
+        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, result.settings,
                                              progress.sub(share, 0.9), labels_space=labels_space)
     progress.report(0.9, "resampling and drawing the QC picture", force=True)
     _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)

@@ -31,6 +31,12 @@ TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
 #: at 4.7 mm and BRAINSFit's RegularStepGradientDescent at 2.9 mm (rough, flat MI valleys stall
 #: gradient methods). Scale/affine stages always use conjugate gradients (Powell is slow in 12-D).
 OPTIMIZERS = ("Powell", "ConjugateGradientLineSearch", "RegularStepGradientDescent")
+#: The preset used when none is given: chosen from the images (``steps.auto_preset``).
+DEFAULT_PRESET = "auto"
+#: Engine names a user can choose (``--engine``, the Slicer panel; ``engines.engine_named``), the
+#: first the default. Here, not in ``engines``, so the Slicer shell reads them without SimpleITK.
+ENGINE_NAMES = ("SimpleITK", "BRAINSFit")
+DEFAULT_ENGINE = ENGINE_NAMES[0]
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,9 @@ class RegistrationSettings:
     optimizer: OptimizerSettings = field(default_factory=OptimizerSettings)
     checks: CheckSettings = field(default_factory=CheckSettings)
     execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    #: The flat names the user set (command line, batch row, panel; ``settings_for_preset``'s
+    #: keywords). ``steps.plan_resolution`` applies them last, over the preset ``auto`` chooses.
+    overrides: Tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> RegistrationSettings:
         """A validated copy with ``changes`` (flat names, or ``preset``/whole groups) applied."""
@@ -230,7 +239,21 @@ class RegistrationSettings:
         return {key: getattr(getattr(self, group), name) for key, (group, name) in FLAT_NAMES.items()}
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"preset": self.preset, **{group: dataclasses.asdict(getattr(self, group)) for group in _GROUPS}}
+        groups = {group: dataclasses.asdict(getattr(self, group)) for group in _GROUPS}
+        return {"preset": self.preset, **groups, "overrides": list(self.overrides)}
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> RegistrationSettings:
+        """The settings ``to_dict`` wrote (e.g. ``report.json``'s ``result.settings``), validated.
+
+        Example:
+            >>> s = settings_for_preset("mri-ct", number_of_iterations=30)
+            >>> RegistrationSettings.from_dict(s.to_dict()) == s
+            True
+        """
+        from .settings_validation import settings_from_dict
+
+        return settings_from_dict(cls, data, _GROUPS)
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the first setting that cannot work."""
@@ -268,8 +291,24 @@ PRESETS = {
 }
 
 
+def user_overrides(settings: RegistrationSettings) -> Dict[str, Any]:
+    """The knobs the user set on ``settings``: the names it records (``settings.overrides``), plus
+    any value that differs from its preset's (a settings object changed with ``replace``).
+
+    Example:
+        >>> user_overrides(settings_for_preset("auto", number_of_iterations=15))
+        {'number_of_iterations': 15}
+    """
+    values, base = settings.flat(), PRESETS[settings.preset].flat()
+    names = set(settings.overrides) | {key for key, value in values.items() if value != base[key]}
+    return {key: values[key] for key in sorted(names)}
+
+
 def settings_for_preset(name: str, **overrides: Any) -> RegistrationSettings:
     """The preset called ``name`` with ``overrides`` (flat names) applied; ``None`` values are ignored.
+
+    The names set are kept in ``overrides``: what the user chose, applied again over the preset
+    ``auto`` picks (``steps.plan_resolution``), even where a value equals ``auto``'s own.
 
     Example:
         >>> settings_for_preset("mri-ct", number_of_iterations=300).optimizer.number_of_iterations
@@ -278,4 +317,6 @@ def settings_for_preset(name: str, **overrides: Any) -> RegistrationSettings:
     if name not in PRESETS:
         raise InputError(f"unknown preset {name!r}", f"use one of {', '.join(sorted(PRESETS))}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return PRESETS[name].replace(**changes) if changes else PRESETS[name]
+    if not changes:
+        return PRESETS[name]
+    return dataclasses.replace(PRESETS[name].replace(**changes), overrides=tuple(sorted(changes)))

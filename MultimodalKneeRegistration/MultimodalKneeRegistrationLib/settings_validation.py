@@ -90,3 +90,37 @@ def _check_optimizer(settings) -> None:
             f"rotation_restarts_deg {optimizer.rotation_restarts_deg} is outside [0, 45]",
             "use 0 (off) or a few degrees, such as 4",
         )
+
+
+def settings_from_dict(cls, data, groups):
+    """``cls`` (``RegistrationSettings``) from its ``to_dict`` form: JSON lists back to tuples,
+    unknown keys refused (a report from another version says so instead of running otherwise)."""
+    import dataclasses
+
+    if not isinstance(data, dict):
+        raise InputError("the settings are not a JSON object", "give report.json's result.settings")
+    unknown = sorted(set(data) - {"preset", "overrides", *groups})
+    if unknown:
+        raise InputError(f"unknown settings {', '.join(unknown)}", "give settings written by this version's report")
+    values = {}
+    for group, group_cls in groups.items():
+        stored = dict(data.get(group) or {})
+        names = {f.name: f for f in dataclasses.fields(group_cls)}
+        extra = sorted(set(stored) - set(names))
+        if extra:
+            raise InputError(f"unknown {group} settings {', '.join(extra)}", "give settings written by this version")
+        values[group] = group_cls(**{k: _tupled(names[k], v) for k, v in stored.items()})
+    from .settings import FLAT_NAMES, PRESETS
+
+    preset, overrides = data.get("preset", "mri-ct"), tuple(data.get("overrides") or ())
+    if preset not in PRESETS or not set(overrides) <= set(FLAT_NAMES):
+        raise InputError(f"unknown preset {preset!r} or overridden setting in {list(overrides)}",
+                         f"use presets {', '.join(sorted(PRESETS))} and flat setting names")
+    settings = cls(preset=preset, overrides=overrides, **values)
+    settings.validate()
+    return settings
+
+
+def _tupled(field, value):
+    """JSON keeps tuples as lists; a field whose default is a tuple gets one back."""
+    return tuple(value) if isinstance(value, list) and isinstance(field.default, tuple) else value

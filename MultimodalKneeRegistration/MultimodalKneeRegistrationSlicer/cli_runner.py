@@ -3,22 +3,21 @@
 Why: ``slicer.cli.runSync`` does not raise when the CLI fails, and the Extension Wizard template
 deletes the CLI node without looking at its status, so a failed BRAINSFit passes silently and the
 user sees an old or identity transform. Here every run is checked with
-``cliNode.GetStatus() & cliNode.ErrorsMask``, a failure raises ``RegistrationFailedError`` with the
-end of ``GetErrorText()``, a cancelled run raises ``CancelledError``, and the CLI node plus the
-caller's temporary nodes are removed in ``finally``, whatever happened.
+``cliNode.GetStatus() & cliNode.ErrorsMask``, a failure raises ``EngineError`` with the
+end of ``GetErrorText()``, a cancelled run raises ``CancelledError``, and the CLI node is removed
+in ``finally``, whatever happened (the caller removes its own nodes).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from MultimodalKneeRegistrationLib.engines.external_process import last_words
-from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError
+from MultimodalKneeRegistrationLib.errors import CancelledError, EngineError
+from MultimodalKneeRegistrationLib.progress import ProgressCallback
 
 from .temporary_nodes import removeNodes
-
-ProgressCallback = Callable[[float, str], None]
 
 
 def _defaultRun():
@@ -52,18 +51,18 @@ def _waitWhileBusy(cliNode, title: str, pump, progress, shouldCancel, pollSecond
 
 
 def _raiseUnlessCompleted(cliNode, title: str, cancelRequested: bool) -> None:
-    """``CancelledError`` for a cancelled run, ``RegistrationFailedError`` with the CLI's own error
+    """``CancelledError`` for a cancelled run, ``EngineError`` with the CLI's own error
     text for a failed one, nothing for a completed one."""
     status = cliNode.GetStatus()
     if status == cliNode.Cancelled or (cancelRequested and status != cliNode.Completed):
         raise CancelledError(f"{title} was cancelled", "nothing was written")
     if status & cliNode.ErrorsMask:
-        raise RegistrationFailedError(
+        raise EngineError(
             f"{title} failed ({cliNode.GetStatusString()}): {last_words(cliNode.GetErrorText() or '')}",
             "the full message is in the application's error log; try the SimpleITK engine or another preset",
         )
     if status != cliNode.Completed:
-        raise RegistrationFailedError(
+        raise EngineError(
             f"{title} ended in state '{cliNode.GetStatusString()}'",
             "run it again; if it persists, report it with the error log",
         )
@@ -75,7 +74,6 @@ def runCliModule(
     *,
     scene,
     title: str = "CLI module",
-    temporaryNodes: Iterable = (),
     progress: Optional[ProgressCallback] = None,
     shouldCancel: Optional[Callable[[], bool]] = None,
     runFunction: Optional[Callable[..., Any]] = None,
@@ -90,8 +88,8 @@ def runCliModule(
     CLI binary runs outside Slicer).
 
     Example:
-        >>> runCliModule(slicer.modules.brainsfit, params, scene=slicer.mrmlScene, title="BRAINSFit",
-        ...              temporaryNodes=[initialTransformNode])  # doctest: +SKIP
+        >>> runCliModule(slicer.modules.brainsfit, params, scene=slicer.mrmlScene,
+        ...              title="BRAINSFit")  # doctest: +SKIP
     """
     run = runFunction or _defaultRun()
     pump = processEvents if processEvents is not None else _defaultProcessEvents()
@@ -100,7 +98,7 @@ def runCliModule(
         background = pump is not None
         cliNode = run(module, None, parameters, wait_for_completion=not background, update_display=False)
         if cliNode is None:
-            raise RegistrationFailedError(
+            raise EngineError(
                 f"{title} could not be started", "check that the module is installed"
             )
         cancelRequested = background and _waitWhileBusy(cliNode, title, pump, progress, shouldCancel, pollSeconds)
@@ -109,4 +107,4 @@ def runCliModule(
             progress(1.0, f"{title} finished")
         return cliNode.GetOutputText() or ""
     finally:
-        removeNodes(scene, [cliNode, *temporaryNodes])
+        removeNodes(scene, [cliNode])

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional, Tuple
 
 import vtk
-from MultimodalKneeRegistrationLib.errors import InputError, RegistrationFailedError
+from MultimodalKneeRegistrationLib.errors import EngineError, InputError
 
 from .temporary_nodes import keepActivePlaceNodes, removeNodes
 
@@ -37,16 +37,6 @@ _CROP_ERRORS = {
     -5: "the ROI is under a warping (non-linear) transform",
     -6: "the output volume is under a warping (non-linear) transform",
 }
-
-
-def interpolatedCropAvailable() -> bool:
-    """True inside a Slicer application whose CLI modules are loaded (Crop Volume can resample)."""
-    try:
-        import slicer
-    except ImportError:
-        return False
-    modules = getattr(slicer, "modules", None)
-    return modules is not None and hasattr(modules, "resamplescalarvectordwivolume")
 
 
 def resampleLogicAvailable(cropLogic) -> bool:
@@ -109,7 +99,7 @@ def cropVolume(
         # made-up voxels (Apply's voxel-based mode pads, which would bias the metric).
         errorCode = cropLogic.CropVoxelBased(roiNode, inputVolumeNode, outputNode, True, 0.0)
         if errorCode != 0 or outputNode.GetImageData() is None:
-            raise RegistrationFailedError(
+            raise EngineError(
                 f"Crop Volume could not crop '{inputVolumeNode.GetName()}' (error code {errorCode})",
                 "see the application log for Crop Volume's message",
             )
@@ -164,7 +154,7 @@ def cropInterpolated(scene, cropLogic, inputVolumeNode, roiNode, spacingScale: f
     Crop Volume's grid: aligned with the ROI's edges and axes (its ``ObjectToNode`` matrix), spacing
     ``spacingScale`` times the input's (per axis; the smallest one with ``isotropic``), as many whole
     voxels as fit in the ROI (``int(size / spacing + 0.001)``). Raises ``InputError`` when the ROI
-    holds no whole output voxel, ``RegistrationFailedError`` with the CLI's own error text when the
+    holds no whole output voxel, ``EngineError`` with the CLI's own error text when the
     resampling fails (checked, since ``CropInterpolated`` returns 0 whatever happened).
     """
     size, _ = interpolatedOutputSize(cropLogic, roiNode, inputVolumeNode, spacingScale, isotropic)
@@ -189,21 +179,21 @@ def cropInterpolated(scene, cropLogic, inputVolumeNode, roiNode, spacingScale: f
 def _checkInterpolatedCrop(inputVolumeNode, outputNode, errorCode: int, cliNodes, size) -> None:
     name = inputVolumeNode.GetName()
     if errorCode != 0:
-        raise RegistrationFailedError(
+        raise EngineError(
             f"Crop Volume could not resample '{name}': {_CROP_ERRORS.get(errorCode, 'unknown error')} "
             f"(error code {errorCode})", "see the application log for Crop Volume's message")
     for node in cliNodes:
         if node.GetStatus() & node.ErrorsMask:
             from MultimodalKneeRegistrationLib.engines.external_process import last_words
 
-            raise RegistrationFailedError(
+            raise EngineError(
                 f"Crop Volume's resampling of '{name}' failed ({node.GetStatusString()}): "
                 f"{last_words(node.GetErrorText() or '')}",
                 "the full message is in the application's error log; use the default preparation (block averaging)")
     imageData = outputNode.GetImageData()
     written = tuple(imageData.GetDimensions()) if imageData is not None else None
     if written != tuple(size):
-        raise RegistrationFailedError(
+        raise EngineError(
             f"Crop Volume's resampling of '{name}' wrote {'no image' if written is None else written} "
             f"instead of a {size[0]}x{size[1]}x{size[2]} grid",
             "see the application log for ResampleScalarVectorDWIVolume's message; use the default preparation")

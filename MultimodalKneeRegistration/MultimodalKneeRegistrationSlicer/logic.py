@@ -20,9 +20,15 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence
 
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings
+from MultimodalKneeRegistrationLib.io import STREAM_ABOVE_MB
+from MultimodalKneeRegistrationLib.settings import (
+    DEFAULT_ENGINE,
+    DEFAULT_PRESET,
+    ENGINE_NAMES,
+    PRESETS,
+    RegistrationSettings,
+)
 
-from .parameters import DEFAULT_PRESET, ENGINE_NAMES
 from .temporary_nodes import removeNodes
 
 if TYPE_CHECKING:  # annotations only: importing them here would load SimpleITK at Slicer start-up
@@ -93,8 +99,9 @@ def _slicerModule(name: str):
     return getattr(modules, name, None) if modules is not None else None
 
 
-#: Volumes whose voxels take more memory than this reach the core in place (``_coreInput``).
-IN_PLACE_ABOVE_BYTES = 256_000_000
+#: Volumes whose voxels take more memory than this reach the core in place (``_coreInput``): the
+#: command line's streaming limit.
+IN_PLACE_ABOVE_BYTES = int(STREAM_ABOVE_MB * 1_000_000)
 
 
 def _coreInput(volumeNode, role: str):
@@ -151,7 +158,7 @@ class KneeRegistrationLogic:
         movingNode,
         settings: Optional[RegistrationSettings] = None,
         *,
-        engine: str = "SimpleITK",
+        engine: str = DEFAULT_ENGINE,
         initialTransformNode=None,
         roiNode=None,
         outputTransformNode=None,
@@ -261,7 +268,7 @@ class KneeRegistrationLogic:
         """
         from .per_bone_adapter import readBoneLabels
 
-        self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
+        self._validate(fixedNode, movingNode, DEFAULT_ENGINE, None, None, None)
         return readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
 
     def registerPerBone(
@@ -303,7 +310,7 @@ class KneeRegistrationLogic:
         began = time.perf_counter()
         settings = settings or PRESETS[DEFAULT_PRESET]
         settings.validate()
-        self._validate(fixedNode, movingNode, "SimpleITK", None, None, None)
+        self._validate(fixedNode, movingNode, DEFAULT_ENGINE, None, None, None)
         if boneLabels is not None and segmentationNode is not None:
             raise InputError("both bone labels and a segmentation were given",
                              "pass the segmentation or its labels, not both")

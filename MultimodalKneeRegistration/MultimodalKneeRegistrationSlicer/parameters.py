@@ -5,9 +5,8 @@ validated frozen dataclass. One converter in each direction keeps the panel, the
 the generated script in agreement. Pure Python (no Slicer import), so it is tested anywhere.
 
 Light on purpose: the module file imports this at Slicer start-up (every scripted module is imported
-then), so it needs only the core's ``settings`` and ``errors`` (plain dataclasses, no SimpleITK).
-The engine names and the default preset are repeated here rather than imported from the core's
-``engines``/``pipeline`` (which load SimpleITK); ``Testing/mrml/test_parameters.py`` checks they agree.
+then), so it needs only the core's ``settings`` and ``errors`` (plain dataclasses, no SimpleITK),
+which also hold the engine names and the default preset.
 """
 
 from __future__ import annotations
@@ -15,13 +14,15 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
+from MultimodalKneeRegistrationLib.settings import (
+    ENGINE_NAMES,
+    PRESETS,
+    RegistrationSettings,
+    settings_for_preset,
+    user_overrides,
+)
 
-#: ``MultimodalKneeRegistrationLib.pipeline.DEFAULT_PRESET`` (a test checks they agree).
-DEFAULT_PRESET = "auto"
 PRESET_NAMES = list(PRESETS)
-#: ``MultimodalKneeRegistrationLib.engines.ENGINE_NAMES`` (a test checks they agree).
-ENGINE_NAMES = ["SimpleITK", "BRAINSFit"]
 #: Panel knobs a preset sets (every parameter ``panelValuesFromSettings`` returns but the preset).
 PRESET_KNOBS = (
     "spacingMultiplier",
@@ -117,7 +118,7 @@ def settingsFromPanelValues(
     transformStages: Optional[str] = None,
     initializationMode: Optional[str] = None,
 ) -> RegistrationSettings:
-    """Validated settings from panel values: the preset, overridden by every knob that is set.
+    """Validated settings from panel values: the preset, overridden by every knob that differs from it.
 
     Raises ``InputError`` (with what to do) for values the core cannot use.
 
@@ -131,19 +132,20 @@ def settingsFromPanelValues(
         raise InputError(
             f"unknown initialisation {initializationMode!r}", f"use one of {list(INITIALIZATION_CHOICES)}"
         )
-    return settings_for_preset(
-        preset,
-        spacing_multiplier=float(spacingMultiplier) if spacingMultiplier and spacingMultiplier > 0 else None,
-        roi_margin_mm=None if roiMarginMm is None else float(roiMarginMm),
-        sampling_percentage=float(samplingPercentage)
-        if samplingPercentage and samplingPercentage > 0
-        else None,
-        number_of_iterations=None if numberOfIterations is None else int(numberOfIterations),
-        transform_stages=None if transformStages is None else STAGE_CHOICES[transformStages],
-        initialize_transform_mode=None
-        if initializationMode is None
-        else INITIALIZATION_CHOICES[initializationMode],
-    )
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}", f"use one of {PRESET_NAMES}")
+    knobs = {
+        "spacing_multiplier": float(spacingMultiplier) if spacingMultiplier and spacingMultiplier > 0 else None,
+        "roi_margin_mm": None if roiMarginMm is None else float(roiMarginMm),
+        "sampling_percentage": float(samplingPercentage) if samplingPercentage and samplingPercentage > 0 else None,
+        "number_of_iterations": None if numberOfIterations is None else int(numberOfIterations),
+        "transform_stages": None if transformStages is None else STAGE_CHOICES[transformStages],
+        "initialize_transform_mode": None if initializationMode is None else INITIALIZATION_CHOICES[initializationMode],
+    }
+    # The panel shows every knob, filled from the preset: only a value the user changed is an override
+    # (under "auto", the preset the images choose keeps its own values for the others).
+    base = PRESETS[preset].flat()
+    return settings_for_preset(preset, **{k: v for k, v in knobs.items() if v is not None and v != base[k]})
 
 
 def settingsFromParameterNode(parameterNode) -> RegistrationSettings:
@@ -160,9 +162,8 @@ def settingsFromParameterNode(parameterNode) -> RegistrationSettings:
 
 
 def settingsOverrides(settings: RegistrationSettings) -> Dict[str, Any]:
-    """The fields of ``settings`` that differ from its preset: ``settings_for_preset(preset, **these)``."""
-    base = PRESETS[settings.preset].flat()
-    return {name: value for name, value in settings.flat().items() if value != base[name]}
+    """The knobs the user set on ``settings`` (``settings_for_preset(preset, **these)`` rebuilds it)."""
+    return user_overrides(settings)
 
 
 def _nodeExpression(name: Optional[str], className: str) -> str:

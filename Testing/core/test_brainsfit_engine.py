@@ -21,7 +21,7 @@ from MultimodalKneeRegistrationLib.engines.brainsfit import (
     command_line_arguments,
     find_brainsfit,
 )
-from MultimodalKneeRegistrationLib.errors import CancelledError, InputError, RegistrationFailedError
+from MultimodalKneeRegistrationLib.errors import CancelledError, EngineError
 from MultimodalKneeRegistrationLib.geometry import point_distances
 from MultimodalKneeRegistrationLib.pipeline import register
 from MultimodalKneeRegistrationLib.progress import Progress
@@ -69,7 +69,7 @@ def test_brainsfit_failure_is_a_clear_error_with_its_own_words(brainsfit, tmp_pa
     wrapper.write_text(f'#!/bin/sh\nexec "{brainsfit.runner.command[-1]}" "$@" --costMetric NOT_A_METRIC\n')
     wrapper.chmod(0o755)
     broken = BrainsFitEngine(BrainsFitExecutable(wrapper))
-    with pytest.raises(RegistrationFailedError, match=r"BRAINSFit failed \(exit status") as raised:
+    with pytest.raises(EngineError, match=r"BRAINSFit failed \(exit status") as raised:
         register(pair.fixed, pair.moving, settings_for_preset("fast-preview"), engine=broken)
     assert "NOT_A_METRIC" in raised.value.what or "costMetric" in raised.value.what
 
@@ -98,7 +98,7 @@ def test_command_line_and_finding_the_executable(tmp_path, monkeypatch):
     monkeypatch.delenv("BRAINSFIT", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("SLICER_HOME", str(tmp_path / "no-slicer"))
-    with pytest.raises(InputError, match="BRAINSFit was not found") as raised:
+    with pytest.raises(EngineError, match="BRAINSFit was not found") as raised:
         find_brainsfit()
     assert "--brainsfit" in raised.value.do and "Slicer" in raised.value.do
     fake_install = tmp_path / "Slicer-5.8.1" / "lib" / "Slicer-5.8" / "cli-modules"
@@ -110,7 +110,7 @@ def test_command_line_and_finding_the_executable(tmp_path, monkeypatch):
     monkeypatch.setenv("SLICER_HOME", str(tmp_path / "Slicer-5.8.1"))
     command = find_brainsfit()
     assert command == [str(tmp_path / "Slicer-5.8.1" / "Slicer"), "--launch", str(fake_install / "BRAINSFit")]
-    with pytest.raises(InputError, match="is not an executable file"):
+    with pytest.raises(EngineError, match="is not an executable file"):
         find_brainsfit(str(tmp_path / "missing"))
 
 

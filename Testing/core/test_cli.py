@@ -160,6 +160,30 @@ def test_inspect_prints_the_plan_register_runs(pair, tmp_path):
     assert any(s.startswith("Preset auto chose") for s in planned)
 
 
+def test_settings_round_trip_through_the_report(pair, tmp_path):
+    """``--settings-from report.json`` reruns with the settings (and overrides) the earlier run used."""
+    from MultimodalKneeRegistrationLib.settings import PRESETS, RegistrationSettings, settings_for_preset
+
+    tuned = settings_for_preset("mri-microct-knee", number_of_iterations=15, transform_stages=("Rigid", "Affine"))
+    for settings in (*PRESETS.values(), tuned):
+        assert RegistrationSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    fixed, moving = pair
+    first, second = tmp_path / "first", tmp_path / "second"
+    done = run_cli("register", fixed, moving, "--output-dir", first, *FAST, "--iterations", "7", "--seed", "5",
+                   "--no-resampled", "--quiet")
+    assert done.returncode == 0, done.stderr
+    again = run_cli("register", fixed, moving, "--output-dir", second, "--settings-from", first / "report.json",
+                    "--no-resampled", "--quiet")
+    assert again.returncode == 0, again.stderr
+    reports = [json.loads((folder / "report.json").read_text()) for folder in (first, second)]
+    assert reports[0]["result"]["settings"] == reports[1]["result"]["settings"]
+    assert reports[1]["result"]["settings"]["overrides"] == ["number_of_iterations", "random_seed"]
+    assert (first / "transform.tfm").read_bytes() == (second / "transform.tfm").read_bytes()
+    both = run_cli("register", fixed, moving, "--output-dir", tmp_path / "x", "--settings-from", first / "report.json",
+                   *FAST)
+    assert both.returncode == 2 and "--preset and --settings-from" in both.stderr
+
+
 def write_dicom_series(image: sitk.Image, folder: Path, uid: str, description: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
@@ -291,6 +315,35 @@ def _drain(fd: int, chunks: list) -> None:
         if not data:
             return
         chunks.append(data)
+
+
+def test_an_engine_that_fails_exits_6_with_its_own_message(pair, tmp_path):
+    """A BRAINSFit that crashes (a real process exiting 3) or is missing is an engine error (exit 6),
+    not a refusal (exit 4): nothing was judged, and nothing is written."""
+    fixed, moving = pair
+    crashing = tmp_path / "BRAINSFit"
+    crashing.write_text("#!/bin/sh\necho 'Segmentation fault: something broke' >&2\nexit 3\n")
+    crashing.chmod(0o755)
+    crashed = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", *FAST,
+                      "--engine", "brainsfit", "--brainsfit", crashing)
+    assert crashed.returncode == 6, crashed.stderr
+    assert "\nerror: BRAINSFit failed (exit status 3): Segmentation fault: something broke." in crashed.stderr
+    assert "SimpleITK engine" in crashed.stderr and "Traceback" not in crashed.stderr
+    missing = run_cli("register", fixed, moving, "--output-dir", tmp_path / "out", *FAST,
+                      "--engine", "BRAINSFIT", "--brainsfit", tmp_path / "no-such-brainsfit")
+    assert missing.returncode == 6 and "is not an executable file" in missing.stderr, missing.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("text, name", [("brainsfit", "BRAINSFit"), ("SIMPLEITK", "SimpleITK"),
+                                        ("BRAINSFit", "BRAINSFit")])
+def test_engine_names_in_any_case(text, name):
+    from MultimodalKneeRegistrationLib.cli import build_parser
+
+    args = build_parser().parse_args(["register", "f.nrrd", "m.nrrd", "--output-dir", "out", "--engine", text])
+    assert args.engine == name
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["inspect", "f.nrrd", "m.nrrd", "--engine", "elastix"])
 
 
 @pytest.mark.parametrize("word, value", [("auto", None), ("on", True), ("off", False)])

@@ -68,7 +68,7 @@ def test_constant_nan_and_hidden_object_images_are_reported_not_crashed():
     assert summary.intensity_max == 200 and not any("looks constant" in w for w in summary.warnings)
 
     pair = inspect_pair(nan_image, constant)  # must not raise
-    assert len(pair.all_warnings) >= 2
+    assert len(pair.fixed.warnings + pair.moving.warnings + pair.warnings) >= 2
 
 
 def test_pair_notes_for_fine_small_fixed_and_coarse_large_moving():

@@ -11,8 +11,9 @@ import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib import __version__
 from MultimodalKneeRegistrationLib.errors import OutputError
+from MultimodalKneeRegistrationLib.io.atomic import write_json_atomic
 from MultimodalKneeRegistrationLib.outputs.qc_image import read_png_rgb, render_qc, write_qc_png
-from MultimodalKneeRegistrationLib.outputs.report import build_report, write_report
+from MultimodalKneeRegistrationLib.outputs.report import build_report
 from MultimodalKneeRegistrationLib.results import RegistrationResult, StageResult
 from MultimodalKneeRegistrationLib.settings import PRESETS
 from MultimodalKneeRegistrationLib.steps.inspection import inspect_pair
@@ -172,12 +173,12 @@ def test_report_schema_content_and_atomic_strict_json(tmp_path):
     assert report["result"]["stages"][0]["stop_condition"] == "converged"
     assert report["inputs"]["fixed"] == str(tmp_path / "f.nrrd")
     assert report["inspection"]["fixed"]["size"] == [20, 20, 20]
-    path = write_report(tmp_path / "report.json", report)
+    path = write_json_atomic(report, tmp_path / "report.json")
     loaded = json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"non-strict JSON {name}"))
     assert loaded["result"]["metric"]["after"] is None  # NaN became null
     assert loaded["result"]["settings"]["optimizer"]["transform_stages"] == ["Rigid"]
     assert loaded["command"].startswith("knee-register register")
     with pytest.raises(OutputError):
-        write_report(path, report)
+        write_json_atomic(report, path)
     ok = build_report(fake_outcome(passed=True), inputs={})
     assert ok["status"] == "ok" and ok["verdict"]["passed"] is True and set(REPORT_KEYS) <= set(ok)

@@ -21,7 +21,7 @@ from core_test_helpers import rotation_matrix
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.io.headers import read_header
 from MultimodalKneeRegistrationLib.io.images import load_image
-from MultimodalKneeRegistrationLib.io.streaming import can_stream, read_block_averaged
+from MultimodalKneeRegistrationLib.io.streaming import read_block_averaged
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
 from MultimodalKneeRegistrationLib.steps.planning import plan_registration
 from MultimodalKneeRegistrationLib.steps.preprocessing import downsample
@@ -60,7 +60,8 @@ def assert_same(streamed: sitk.Image, reference: sitk.Image) -> None:
 
 
 def check_all_factors(path: Path, expect_streamed: bool = True) -> None:
-    assert can_stream(path)[0] is expect_streamed, can_stream(path)[1]
+    header = read_header(path)
+    assert header.streamable is expect_streamed, header.stream_note
     whole = load_image(path)
     for factors in FACTORS:
         assert_same(read_block_averaged(path, factors, slab_mb=TINY_SLAB_MB), downsample(whole, factors))
@@ -137,7 +138,7 @@ def test_metaimage_with_a_separate_raw_file_and_oblique_transform_matrix(tmp_pat
 def test_nifti_is_read_whole_with_a_reason_and_still_equal(tmp_path):
     path = tmp_path / "volume.nii.gz"
     sitk.WriteImage(image_of(volume(np.int16)), str(path))
-    streamable, reason = can_stream(path)
+    streamable, reason = read_header(path).streamable, read_header(path).stream_note
     assert not streamable and "nifti" in reason and "whole" in reason
     check_all_factors(path, expect_streamed=False)
 

@@ -9,7 +9,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
 from MultimodalKneeRegistrationLib.engines.external_process import last_words  # noqa: E402
-from MultimodalKneeRegistrationLib.errors import RegistrationFailedError  # noqa: E402
+from MultimodalKneeRegistrationLib.errors import EngineError  # noqa: E402
 from MultimodalKneeRegistrationSlicer.cli_runner import runCliModule  # noqa: E402
 
 ITK_ERROR = """Exception thrown in BRAINSFit:
@@ -21,7 +21,7 @@ The images do not sufficiently overlap. They need to overlap by at least 0.0% of
 @pytest.mark.mrml
 def test_run_that_never_started_is_an_error(mrml):
     """``slicer.cli.run`` returns None when the module is not loaded: a clear error, not a crash."""
-    with pytest.raises(RegistrationFailedError, match="could not be started"):
+    with pytest.raises(EngineError, match="could not be started"):
         runCliModule("brainsfit", {}, scene=mrml.scene, runFunction=lambda *a, **k: None, processEvents=None)
 
 

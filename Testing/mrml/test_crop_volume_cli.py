@@ -18,7 +18,7 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
-from MultimodalKneeRegistrationLib.errors import InputError, RegistrationFailedError  # noqa: E402
+from MultimodalKneeRegistrationLib.errors import EngineError, InputError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import Box, point_distances  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
 from MultimodalKneeRegistrationLib.steps.planning import plan_registration  # noqa: E402
@@ -91,7 +91,7 @@ def test_a_failed_resampling_is_a_failure_with_the_clis_message_not_a_missed_roi
     empty = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "no voxels")
     before = _ids(scene)
     with temporaryRoi(scene, "roi", Box(np.array([-5.0] * 3), np.array([5.0] * 3))) as roi:
-        with pytest.raises(RegistrationFailedError, match=r"resampling of 'no voxels' failed \(Completed with "
+        with pytest.raises(EngineError, match=r"resampling of 'no voxels' failed \(Completed with "
                                                           r"errors\).*(ImageFileReader|doesn't exist)") as raised:
             cropVolume(scene, cliScene.cropLogic, empty, roi, spacingMultiplier=2.0)
     assert "does not overlap" not in str(raised.value)

@@ -6,7 +6,7 @@ import types
 
 import pytest
 from MultimodalKneeRegistrationLib.errors import InputError
-from MultimodalKneeRegistrationLib.settings import PRESETS
+from MultimodalKneeRegistrationLib.settings import PRESETS, settings_for_preset
 from MultimodalKneeRegistrationSlicer.parameters import (
     ENGINE_NAMES,
     INITIALIZATION_CHOICES,
@@ -75,11 +75,12 @@ def test_choices_cover_the_core_vocabulary():
     assert PRESET_NAMES == list(PRESETS)
     assert set(INITIALIZATION_CHOICES.values()) == set(INITIALIZE_MODES)
     assert {s for stages in STAGE_CHOICES.values() for s in stages} == set(TRANSFORM_STAGES)
-    assert ENGINE_NAMES == ["SimpleITK", "BRAINSFit"]
+    assert list(ENGINE_NAMES) == ["SimpleITK", "BRAINSFit"]
 
 
 def test_copied_code_rebuilds_the_exact_settings_and_names_the_nodes():
-    settings = PRESETS["mri-microct-knee"].replace(
+    settings = settings_for_preset(  # as the panel makes them: the knobs set are recorded
+        "mri-microct-knee",
         spacing_multiplier=6.0,
         number_of_iterations=123,
         transform_stages=("Rigid", "Affine"),
@@ -154,13 +155,14 @@ def test_copied_code_reads_the_bones_before_the_run_and_registers_them_after():
     assert "Bone" not in pythonCodeForRun("CT", "MR", PRESETS["mri-ct"], "SimpleITK")
 
 
-def test_light_constants_agree_with_the_core():
-    """``parameters`` repeats these so that the module file loads without SimpleITK (defect 8)."""
+def test_light_constants_are_the_cores_own():
+    """The engine names and the default preset are defined once, in the light ``settings`` module,
+    so the module file loads without SimpleITK (defect 8) and repeats nothing."""
     from MultimodalKneeRegistrationLib.engines import ENGINE_NAMES as CORE_ENGINES
-    from MultimodalKneeRegistrationLib.pipeline import DEFAULT_PRESET as CORE_DEFAULT
-    from MultimodalKneeRegistrationSlicer.parameters import DEFAULT_PRESET, PRESET_KNOBS
+    from MultimodalKneeRegistrationLib.settings import DEFAULT_PRESET
+    from MultimodalKneeRegistrationSlicer.parameters import PRESET_KNOBS
 
-    assert ENGINE_NAMES == list(CORE_ENGINES) and DEFAULT_PRESET == CORE_DEFAULT
+    assert ENGINE_NAMES is CORE_ENGINES
     assert set(PRESET_KNOBS) | {"preset"} == set(panelValuesFromSettings(PRESETS[DEFAULT_PRESET]))
 
 
@@ -190,3 +192,14 @@ def test_spacing_multiplier_is_auto_or_between_1_and_64(value, ok):
     assert (spacingMultiplierProblem(value) is None) == ok
     if ok and value:
         settingsFromPanelValues("mri-ct", spacingMultiplier=value)  # the core accepts what the panel accepts
+
+
+def test_panel_records_only_the_knobs_the_user_changed():
+    """The panel shows every knob filled from the preset; under ``auto`` an unchanged value must not
+    pin the preset the images choose (a micro-CT keeps its 40 iterations), a changed one must."""
+    from MultimodalKneeRegistrationSlicer.parameters import settingsFromPanelValues
+
+    shown = panelValuesFromSettings(PRESETS["auto"])
+    assert settingsFromPanelValues(**shown).overrides == ()
+    changed = settingsFromPanelValues(**{**shown, "numberOfIterations": 99})
+    assert changed.overrides == ("number_of_iterations",) and changed.optimizer.number_of_iterations == 99

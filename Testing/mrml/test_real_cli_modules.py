@@ -16,7 +16,7 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
-from MultimodalKneeRegistrationLib.errors import CancelledError, RegistrationFailedError  # noqa: E402
+from MultimodalKneeRegistrationLib.errors import CancelledError, EngineError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import point_distances  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
 from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
@@ -76,7 +76,7 @@ def test_failing_cli_run_raises_with_its_error_text_and_cleans_up(cliScene, pair
     before = _nodeIds(scene)
     parameters = {"fixedVolume": fixed.GetID(), "movingVolume": empty.GetID(), "linearTransform": transform.GetID(),
                   "useRigid": True}
-    with pytest.raises(RegistrationFailedError, match=r"BRAINSFit failed \(Completed with errors\)") as raised:
+    with pytest.raises(EngineError, match=r"BRAINSFit failed \(Completed with errors\)") as raised:
         runCliModule(cliScene.brainsfitLogic, parameters, scene=scene, title="BRAINSFit",
                      runFunction=cliScene.runBrainsFit, processEvents=None)
     assert "application's error log" in raised.value.do

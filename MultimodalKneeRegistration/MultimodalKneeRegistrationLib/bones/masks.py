@@ -47,11 +47,6 @@ class BoneLabels:
         """Binary uint8 mask of one bone, on the label grid."""
         return sitk.Cast(sitk.Equal(self.image, int(value)), sitk.sitkUInt8)
 
-    def volumes_ml(self) -> Dict[int, float]:
-        counts = np.bincount(sitk.GetArrayViewFromImage(self.image).ravel().astype(np.int64))
-        voxel_ml = float(np.prod(self.image.GetSpacing())) / 1000.0
-        return {v: float(counts[v]) * voxel_ml if v < len(counts) else 0.0 for v in self.names}
-
 
 def looks_like_ct(image: sitk.Image) -> bool:
     """True for images in Hounsfield units (air near -1000, bone above a few hundred)."""

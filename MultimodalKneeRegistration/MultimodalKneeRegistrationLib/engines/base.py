@@ -32,7 +32,8 @@ class RegistrationEngine(Protocol):
     points into ``moving`` (cropped to ``fixed``'s footprint). ``plan`` is the only source of
     settings (``plan.optimizer``, ``plan.execution``, sampling, bins, pyramid). Engines report
     progress in [0, 1] of ``progress`` and raise ``CancelledError`` promptly once
-    ``progress.cancelled``; a failure raises ``RegistrationFailedError`` saying what to do.
+    ``progress.cancelled``. An engine that cannot run or crashes (a missing program, a non-zero exit
+    status) raises ``EngineError``; a result the images do not support is the verdict's to refuse.
     """
 
     name: str

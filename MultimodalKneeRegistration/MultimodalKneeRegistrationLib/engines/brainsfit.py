@@ -24,7 +24,7 @@ from typing import Optional, Protocol, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from ..errors import EngineError
 from ..geometry import apply_matrix, image_center, index_to_physical_matrix, transform_from_matrix, transform_to_matrix
 from ..progress import Progress
 from ..results import StageResult
@@ -42,8 +42,9 @@ class BrainsFitRunner(Protocol):
 
     def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, parameters: dict,
             progress: Progress) -> Tuple[sitk.Transform, str]:
-        """``parameters`` has every BRAINSFit.xml name but the volumes and transforms, which the
-        runner fills in (file paths or node IDs). Returns (transform, BRAINSFit's output text)."""
+        """``parameters`` has every BRAINSFit.xml name but ``DATA_PARAMETERS`` (the volumes and
+        transforms), which the runner adds (file paths or node IDs). Returns (transform, BRAINSFit's
+        output text); a run that fails raises ``EngineError``."""
         ...
 
 
@@ -58,12 +59,7 @@ class BrainsFitEngine:
     def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress
             ) -> EngineOutput:
         began = time.perf_counter()
-        parameters = brainsfit_parameters(
-            plan, fixed_volume="<fixed>", moving_volume="<moving>", linear_transform="<result>",
-            initial_transform="<initial>", fixed_voxel_count=int(np.prod(fixed.GetSize())),
-        )
-        for key in ("fixedVolume", "movingVolume", "linearTransform", "initialTransform"):
-            del parameters[key]
+        parameters = brainsfit_parameters(plan, fixed_voxel_count=int(np.prod(fixed.GetSize())))
         fixed, initial = brainsfit_start(fixed, initial)
         transform, output = self.runner.run(fixed, moving, initial, parameters, progress)
         stage = StageResult(
@@ -122,10 +118,8 @@ class BrainsFitExecutable:
                          "initialTransform": files["initial.tfm"], "linearTransform": files["result.tfm"]}
             output = run_external(self.command + command_line_arguments(arguments), "BRAINSFit", progress)
             if not Path(files["result.tfm"]).is_file():
-                from ..errors import RegistrationFailedError
-
-                raise RegistrationFailedError("BRAINSFit ended without writing its transform",
-                                              "rerun with --debug to see its output")
+                raise EngineError("BRAINSFit ended without writing its transform",
+                                  "rerun with --debug to see its output, or use the SimpleITK engine")
             return _read_linear(files["result.tfm"]), output
 
 
@@ -146,13 +140,14 @@ def find_brainsfit(explicit: Optional[str] = None) -> list:
     """The command that runs BRAINSFit: ``explicit``, ``$BRAINSFIT``, ``PATH``, or a Slicer install.
 
     A BRAINSFit inside a Slicer install needs Slicer's libraries, so it is run through Slicer's
-    launcher (``Slicer --launch BRAINSFit``). Raises ``InputError`` saying where to get one.
+    launcher (``Slicer --launch BRAINSFit``). Raises ``EngineError`` saying where to get one.
     """
     for candidate in (explicit, os.environ.get("BRAINSFIT"), shutil.which("BRAINSFit")):
         if candidate:
             path = Path(candidate).expanduser()
             if not (path.is_file() and os.access(path, os.X_OK)):
-                raise InputError(f"BRAINSFit '{path}' is not an executable file", "check the path")
+                raise EngineError(f"BRAINSFit '{path}' is not an executable file",
+                                  "check the path given with --brainsfit (or $BRAINSFIT), or use the SimpleITK engine")
             return _launched(path)
     for root in (os.environ.get("SLICER_HOME"), *_SLICER_ROOT_GLOBS):
         for folder in sorted(glob.glob(os.path.expanduser(root or "")), reverse=True):
@@ -160,7 +155,7 @@ def find_brainsfit(explicit: Optional[str] = None) -> list:
                 found = sorted(glob.glob(os.path.join(folder, pattern)), reverse=True)
                 if found:
                     return _launched(Path(found[0]))
-    raise InputError(
+    raise EngineError(
         "BRAINSFit was not found",
         "give its path with --brainsfit PATH (or $BRAINSFIT), put it on PATH, or install 3D Slicer, which "
         "ships it as lib/Slicer-X.Y/cli-modules/BRAINSFit; or use the SimpleITK engine",

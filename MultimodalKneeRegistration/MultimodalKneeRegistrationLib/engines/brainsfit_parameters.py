@@ -4,7 +4,7 @@ Why: the forum user's BRAINSFit runs failed on defaults (``samplingPercentage`` 
 initialisation, 1500 iterations at 0.2 mm steps). The plan already knows the right values; this
 module writes them in BRAINSFit's own vocabulary, as the dictionary ``slicer.cli.run(
 slicer.modules.brainsfit, None, parameters)`` takes. It is pure (no Slicer import) so the mapping is
-tested outside Slicer; the Slicer side passes node IDs, a command line would pass file paths.
+tested outside Slicer; the runner adds the data (node IDs in Slicer, file paths outside).
 """
 
 from __future__ import annotations
@@ -14,36 +14,27 @@ from typing import Any, Dict, Optional
 from ..errors import InputError
 from ..settings import TRANSFORM_STAGES
 
-#: Parameter names (``<name>`` elements of BRAINSFit.xml) this module may emit.
+#: The data BRAINSFit reads and writes: the runner names them (node IDs or file paths).
+DATA_PARAMETERS = ("fixedVolume", "movingVolume", "initialTransform", "linearTransform")
+#: Parameter names (``<name>`` elements of BRAINSFit.xml) this module emits, with the runner's data.
 BRAINSFIT_PARAMETER_NAMES = frozenset(
     {
-        "fixedVolume",
-        "movingVolume",
-        "linearTransform",
-        "outputVolume",
-        "initialTransform",
+        *DATA_PARAMETERS,
         "initializeTransformMode",
         "useRigid",
         "useScaleVersor3D",
-        "useScaleSkewVersor3D",
         "useAffine",
-        "useBSpline",
         "samplingPercentage",
         "numberOfIterations",
         "numberOfHistogramBins",
         "maskProcessingMode",
-        "fixedBinaryVolume",
-        "movingBinaryVolume",
         "maximumStepLength",
         "minimumStepLength",
         "relaxationFactor",
         "translationScale",
         "costMetric",
         "numberOfThreads",
-        "interpolationMode",
-        "outputVolumePixelType",
         "histogramMatch",
-        "backgroundFillValue",
     }
 )
 #: ``initializeTransformMode`` values BRAINSFit accepts.
@@ -74,39 +65,28 @@ BRAINSFIT_ITERATION_CAP = 1500
 def brainsfit_parameters(
     plan,
     *,
-    fixed_volume: str,
-    moving_volume: str,
-    linear_transform: str,
-    initial_transform: Optional[str] = None,
+    from_initial_transform: bool = True,
     fixed_voxel_count: Optional[int] = None,
-    fixed_mask: Optional[str] = None,
-    moving_mask: Optional[str] = None,
-    output_volume: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """BRAINSFit parameters (BRAINSFit.xml names) for ``plan`` on the given inputs and outputs.
+    """BRAINSFit parameters (BRAINSFit.xml names) for ``plan``, all but the data it reads and writes.
 
-    ``fixed_volume`` etc. are whatever BRAINSFit's caller uses to name data: MRML node IDs for
+    The runner adds the data names (``DATA_PARAMETERS``) in its own terms: MRML node IDs for
     ``slicer.cli.run``, file paths for a command line. ``fixed_voxel_count`` is the number of voxels
     of the fixed image *as handed to BRAINSFit* (after cropping/downsampling): BRAINSFit samples a
     fraction of the fixed voxels, so the plan's sample count is turned into that fraction here.
-    With ``initial_transform`` the initialisation is ours, so ``initializeTransformMode`` is "Off"
-    (BRAINSFit rejects a transform plus a mode); without one the plan's BRAINSFit mode is used.
+    ``from_initial_transform``: the runner passes our start as ``initialTransform``, so
+    ``initializeTransformMode`` is "Off" (BRAINSFit rejects a transform plus a mode); without one the
+    plan's BRAINSFit mode is used.
 
     Example:
-        >>> params = brainsfit_parameters(plan, fixed_volume="vtkMRMLScalarVolumeNode1",
-        ...     moving_volume="vtkMRMLScalarVolumeNode2", linear_transform="vtkMRMLLinearTransformNode4",
-        ...     initial_transform="vtkMRMLLinearTransformNode3",
-        ...     fixed_voxel_count=2_000_000)  # doctest: +SKIP
+        >>> params = brainsfit_parameters(plan, fixed_voxel_count=2_000_000)  # doctest: +SKIP
         >>> params["initializeTransformMode"], params["samplingPercentage"]  # doctest: +SKIP
         ('Off', 0.05)
     """
-    _check_request(plan, fixed_volume, moving_volume, linear_transform, fixed_mask, moving_mask)
+    _check_stages(plan)
     stages = tuple(plan.optimizer.transform_stages)
     parameters: Dict[str, Any] = {
-        "fixedVolume": fixed_volume,
-        "movingVolume": moving_volume,
-        "linearTransform": linear_transform,
-        "initializeTransformMode": _initialize_mode(plan.initialize_transform_mode, initial_transform),
+        "initializeTransformMode": _initialize_mode(plan.initialize_transform_mode, from_initial_transform),
         "samplingPercentage": _sampling_fraction(plan, fixed_voxel_count),
         "numberOfIterations": max(int(plan.optimizer.number_of_iterations), BRAINSFIT_ITERATION_CAP),
         "numberOfHistogramBins": int(plan.number_of_histogram_bins),
@@ -116,41 +96,23 @@ def brainsfit_parameters(
         "translationScale": TRANSLATION_SCALE,
         "costMetric": "MMI",
         "histogramMatch": False,
-        "maskProcessingMode": "ROI" if fixed_mask is not None else "NOMASK",
+        "maskProcessingMode": "NOMASK",
         "numberOfThreads": _threads(plan.execution),
     }
     for stage, flag in STAGE_FLAGS.items():
         parameters[flag] = stage in stages
-    if initial_transform is not None:
-        parameters["initialTransform"] = initial_transform
-    if fixed_mask is not None:
-        parameters["fixedBinaryVolume"] = fixed_mask
-        parameters["movingBinaryVolume"] = moving_mask
-    if output_volume is not None:
-        parameters["outputVolume"] = output_volume
-        parameters["interpolationMode"] = "Linear"
-        parameters["outputVolumePixelType"] = "float"
     return parameters
 
 
-def _check_request(plan, fixed_volume, moving_volume, linear_transform, fixed_mask, moving_mask) -> None:
-    for name, value in (
-        ("fixed_volume", fixed_volume),
-        ("moving_volume", moving_volume),
-        ("linear_transform", linear_transform),
-    ):
-        if not value:
-            raise InputError(f"BRAINSFit needs {name.replace('_', ' ')}", f"pass a node ID or a path as {name}")
+def _check_stages(plan) -> None:
     stages = tuple(plan.optimizer.transform_stages)
     if not stages or any(s not in STAGE_FLAGS for s in stages):
         raise InputError(f"transform stages {stages!r} cannot be run by BRAINSFit",
                          f"use stages from {', '.join(TRANSFORM_STAGES)}")
-    if (fixed_mask is None) != (moving_mask is None):
-        raise InputError("BRAINSFit's ROI masking needs both a fixed and a moving mask", "give both or neither")
 
 
-def _initialize_mode(plan_mode: str, initial_transform: Optional[str]) -> str:
-    if initial_transform is not None:
+def _initialize_mode(plan_mode: str, from_initial_transform: bool) -> str:
+    if from_initial_transform:
         return "Off"
     if plan_mode == "search":
         raise InputError(

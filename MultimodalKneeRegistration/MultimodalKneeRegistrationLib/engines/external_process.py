@@ -12,7 +12,7 @@ import subprocess
 import threading
 from typing import List
 
-from ..errors import CancelledError, RegistrationFailedError
+from ..errors import CancelledError, EngineError
 from ..progress import Progress
 
 #: SlicerExecutionModel programs print their progress as ``<filter-progress>0.42</filter-progress>``.
@@ -26,7 +26,7 @@ def run_external(command: List[str], title: str, progress: Progress) -> str:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    errors="replace")
     except OSError as error:
-        raise RegistrationFailedError(f"{title} could not be started ({error.strerror or error})",
+        raise EngineError(f"{title} could not be started ({error.strerror or error})",
                                       "check that the program exists and can run on this machine") from None
     lines: List[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
@@ -46,7 +46,7 @@ def run_external(command: List[str], title: str, progress: Progress) -> str:
     reader.join(5)
     output = "".join(lines)
     if process.returncode != 0:
-        raise RegistrationFailedError(
+        raise EngineError(
             f"{title} failed (exit status {process.returncode}): {last_words(output)}",
             "check its inputs; rerun with --debug to see its whole output, or use the SimpleITK engine",
         )

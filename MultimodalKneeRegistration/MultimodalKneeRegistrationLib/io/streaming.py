@@ -13,29 +13,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import CancelledError
+from ..progress import ProgressCallback
 from .block_average import BlockAverager, effective_factors
 from .headers import ImageHeader, PathLike, SpacingArg, read_header
 from .raw_slabs import iter_raw_slabs
 
 log = logging.getLogger(__name__)
-ProgressCallback = Callable[[float, str], None]
-
-
-def can_stream(path: PathLike, series_uid: Optional[str] = None, spacing: SpacingArg = None) -> Tuple[bool, str]:
-    """``(True, how)`` when ``read_block_averaged`` streams ``path``; ``(False, why not)`` otherwise.
-
-    Example:
-        >>> can_stream("brain.nii.gz")  # doctest: +SKIP
-        (False, 'nifti files are read whole (not streamed)')
-    """
-    header = read_header(path, series_uid, spacing)
-    return header.streamable, header.stream_note
 
 
 def read_block_averaged(

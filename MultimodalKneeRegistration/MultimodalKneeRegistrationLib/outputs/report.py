@@ -25,8 +25,6 @@ from typing import Any, Dict, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.atomic import PathLike, write_json_atomic
-
 #: Bump when the layout of the report changes in a way readers must know about.
 REPORT_FORMAT_VERSION = 2
 #: The top-level keys of every report.
@@ -100,10 +98,3 @@ def build_report(outcome: Any, *, inputs: Dict[str, Any], inspection: Any = None
     }
 
 
-def write_report(path: PathLike, report: Dict[str, Any], overwrite: bool = False) -> Path:
-    """Write ``report`` as strict JSON, atomically (NaN becomes null).
-
-    Example:
-        >>> write_report("out/report.json", report, overwrite=True)
-    """
-    return write_json_atomic(report, path, overwrite=overwrite)

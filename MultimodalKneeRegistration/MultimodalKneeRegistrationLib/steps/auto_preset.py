@@ -4,19 +4,19 @@ Why: the command line and the panel used to default to ``mri-ct`` even when one 
 micro-CT, and a user who does not know our presets should not have to. The images say it: a micro-CT
 has voxels several times finer than the MRI's and covers a small part of its field of view; a CT
 stores Hounsfield units (air near -1000). The choice and its reasons go into the plan's explanation;
-an explicit preset still overrides it, and so does every knob the user set.
+an explicit preset still overrides it, and so does every knob the user set
+(``plan_resolution.resolve_plan`` applies them).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import physical_box
 from ..io.sources import pixels
-from ..settings import PRESETS, RegistrationSettings
+from .roles import ImageRoles
 
 #: A fine image with voxels at most this big (mm) is a micro-CT whatever the other image is.
 MICROCT_VOXEL_MM = 0.15
@@ -27,40 +27,18 @@ MICROCT_RATIO = 2.5
 MICROCT_FOV_FRACTION = 1.0 / 8.0
 
 
-def resolve_preset(settings: RegistrationSettings, fixed, moving) -> Tuple[RegistrationSettings, Optional[str]]:
-    """``settings`` with ``auto`` replaced by the preset the images call for, and a sentence why.
-
-    Knobs the user changed on top of ``auto`` are kept. Other presets pass through unchanged.
-
-    Example:
-        >>> settings, why = resolve_preset(settings_for_preset("auto"), mr, microct)  # doctest: +SKIP
-        >>> settings.preset, why  # doctest: +SKIP
-        ('mri-microct-knee', 'Preset auto chose mri-microct-knee: the moving image has 0.1 mm voxels ...')
-    """
-    if settings.preset != "auto":
-        return settings, None
-    choice, reasons = classify_pair(fixed, moving)
-    base = PRESETS["auto"].flat()
-    changed = {key: value for key, value in settings.flat().items() if value != base[key]}
-    resolved = PRESETS[choice].replace(**changed)
-    return resolved, f"Preset auto chose {choice}: {reasons}."
-
-
 def classify_pair(fixed, moving) -> Tuple[str, str]:
     """("mri-microct-knee" or "mri-ct", the reasons in words) from voxel sizes, fields of view, intensities."""
-    volume = {name: float(np.prod(image.GetSpacing())) for name, image in (("fixed", fixed), ("moving", moving))}
-    fine = "fixed" if volume["fixed"] <= volume["moving"] else "moving"
-    coarse = "moving" if fine == "fixed" else "fixed"
-    images = {"fixed": fixed, "moving": moving}
-    ratio = (volume[coarse] / volume[fine]) ** (1.0 / 3.0)
-    fov = physical_box(images[fine]).volume / max(physical_box(images[coarse]).volume, 1e-9)
+    roles = ImageRoles.of(fixed, moving)
+    fine, coarse, images = roles.fine, roles.coarse, roles.images
+    fov = roles.fine_fov_fraction
     largest = max(images[fine].GetSpacing())
     ct_words = [f"the {name} image stores Hounsfield units (air near -1000)" for name in ("fixed", "moving")
                 if in_hounsfield_units(images[name])]
-    facts = (f"the {fine} image's voxels are {largest:.3g} mm at most and {ratio:.1f}x finer per axis than the "
-             f"{coarse} image's, in {100 * fov:.2g}% of its field of view")
+    facts = (f"the {fine} image's voxels are {largest:.3g} mm at most and {roles.ratio:.1f}x finer per axis than "
+             f"the {coarse} image's, in {100 * fov:.2g}% of its field of view")
     facts += "; " + " and ".join(ct_words) if ct_words else ""
-    if largest <= MICROCT_VOXEL_MM or (ratio >= MICROCT_RATIO and fov <= MICROCT_FOV_FRACTION):
+    if largest <= MICROCT_VOXEL_MM or (roles.ratio >= MICROCT_RATIO and fov <= MICROCT_FOV_FRACTION):
         return "mri-microct-knee", f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
     return "mri-ct", f"{facts}: a clinical CT and an MRI of similar coverage"
 

@@ -3,7 +3,8 @@
 Why: the expert's first step was always to look at the headers: "the micro-CT voxels are 10x
 smaller", "the MRI covers the whole knee, the micro-CT only the tibial plateau", "they do not even
 overlap". This module says the same things in plain sentences, for ``knee-register inspect``, the
-report and the Slicer panel, and never crashes on odd images (constant, NaN): it reports them.
+report and the Slicer panel, and never crashes on odd images (constant, NaN): it reports them. Which
+image is fine or small is ``roles.ImageRoles``'s to say, as for the plan.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..geometry import (
     physical_box,
 )
 from ..io.sources import pixels
+from .roles import ImageRoles
 
 #: About this many voxels are read for the intensity statistics (a strided subsample).
 STAT_SAMPLES = 1_000_000
@@ -154,10 +156,6 @@ class PairInspection:
     initial_transform: str
     warnings: Tuple[str, ...]
 
-    @property
-    def all_warnings(self) -> Tuple[str, ...]:
-        return self.fixed.warnings + self.moving.warnings + self.warnings
-
     def to_dict(self) -> Dict[str, Any]:
         return {
             "fixed": self.fixed.to_dict(), "moving": self.moving.to_dict(),
@@ -202,19 +200,7 @@ def inspect_pair(fixed: sitk.Image, moving: sitk.Image, initial_transform: Optio
     spacing_ratio = float((np.prod(moving_summary.spacing) / np.prod(fixed_summary.spacing)) ** (1 / 3))
     voxel_ratio = moving_summary.voxel_volume_mm3 / fixed_summary.voxel_volume_mm3
     fov_ratio = moving_summary.fov_volume_mm3 / fixed_summary.fov_volume_mm3
-    notes = []
-    if voxel_ratio >= 3.0:
-        notes.append(f"fixed voxels are {_ratio_words(voxel_ratio)} smaller than moving's: "
-                     "it will be downsampled")
-    elif voxel_ratio <= 1 / 3.0:
-        notes.append(f"moving voxels are {_ratio_words(1 / voxel_ratio)} smaller than fixed's: "
-                     "it will be downsampled")
-    if fov_ratio <= 0.5:
-        notes.append(f"moving's field of view is {100 * fov_ratio:.2g}% of fixed's; fixed will be cropped "
-                     "to the moving ROI")
-    elif fov_ratio >= 2.0:
-        notes.append(f"fixed's field of view is {100 / fov_ratio:.2g}% of moving's; moving will be cropped "
-                     "to the fixed ROI")
+    notes = _role_notes(ImageRoles.of(fixed, moving), {"fixed": fixed_summary, "moving": moving_summary})
     searching = initialize_mode == "search"
     if fixed_in_moving == 0.0 and moving_in_fixed == 0.0:
         notes.append(f"the images do not overlap at the start ({start}); " + (
@@ -227,6 +213,20 @@ def inspect_pair(fixed: sitk.Image, moving: sitk.Image, initial_transform: Optio
                          "; the initial search will bring them together" if searching else ""))
     return PairInspection(fixed_summary, moving_summary, spacing_ratio, float(voxel_ratio), float(fov_ratio),
                           float(fixed_in_moving), float(moving_in_fixed), start, tuple(notes))
+
+
+def _role_notes(roles: ImageRoles, summaries: Dict[str, ImageSummary]) -> list:
+    """What the roles (``roles``: fine/coarse, small/large) mean for this pair, in words."""
+    notes = []
+    finer = summaries[roles.coarse].voxel_volume_mm3 / summaries[roles.fine].voxel_volume_mm3
+    if finer >= 3.0:
+        notes.append(f"{roles.fine} voxels are {_ratio_words(finer)} smaller than {roles.coarse}'s: "
+                     "it will be downsampled")
+    share = summaries[roles.small].fov_volume_mm3 / summaries[roles.large].fov_volume_mm3
+    if share <= 0.5:
+        notes.append(f"{roles.small}'s field of view is {100 * share:.2g}% of {roles.large}'s; {roles.large} "
+                     f"will be cropped to the {roles.small} ROI")
+    return notes
 
 
 def format_summary(item: Any) -> str:

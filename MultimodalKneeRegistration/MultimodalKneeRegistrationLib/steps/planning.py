@@ -15,9 +15,10 @@ from typing import Optional, Tuple  # noqa: F401
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import Box, physical_box
+from ..geometry import Box
 from ..settings import ExecutionSettings, OptimizerSettings, RegistrationSettings, SearchSettings
 from .preprocessing import shrink_factors_for_spacing
+from .roles import ImageRoles
 
 #: Voxels of the small-field image at the coarse level where the multi-start search runs.
 SEARCH_VOXEL_BUDGET = 60_000
@@ -73,10 +74,6 @@ class RegistrationPlan:
         return data
 
 
-def voxel_volume(image: sitk.Image) -> float:
-    return float(np.prod(image.GetSpacing()))
-
-
 def plan_registration(
     fixed: sitk.Image,
     moving: sitk.Image,
@@ -92,7 +89,7 @@ def plan_registration(
         >>> plan = plan_registration(ct, mr, PRESETS["mri-ct"])  # doctest: +SKIP
         >>> print("\\n".join(plan.explanation))  # doctest: +SKIP
     """
-    roles = _Roles(fixed, moving)
+    roles = ImageRoles.of(fixed, moving)
     explanation = roles.sentences()
     working, fine_shrink, multiplier, sentence = _fine_grid(roles, settings)
     explanation.append(sentence)
@@ -133,30 +130,7 @@ def plan_registration(
     )
 
 
-class _Roles:
-    """Which image is the fine one, which covers the larger field of view, and by how much."""
-
-    def __init__(self, fixed, moving) -> None:
-        self.images = {"fixed": fixed, "moving": moving}
-        self.fine = "fixed" if voxel_volume(fixed) <= voxel_volume(moving) else "moving"
-        self.coarse = "moving" if self.fine == "fixed" else "fixed"
-        self.fov = {name: physical_box(image).volume for name, image in self.images.items()}
-        self.large = "fixed" if self.fov["fixed"] >= self.fov["moving"] else "moving"
-        self.small = "moving" if self.large == "fixed" else "fixed"
-        self.ratio = float((voxel_volume(self.images[self.coarse]) / voxel_volume(self.images[self.fine])) ** (1 / 3))
-
-    def sentences(self) -> list:
-        fine, coarse, large, small = self.fine, self.coarse, self.large, self.small
-        return [
-            f"The {fine} image has the finer voxels ({_fmt(self.images[fine].GetSpacing())} mm vs "
-            f"{_fmt(self.images[coarse].GetSpacing())} mm, {self.ratio:.1f}x finer per axis on average).",
-            f"The {large} image covers the larger field of view ({self.fov[large] / 1000:.0f} mL vs "
-            f"{self.fov[small] / 1000:.0f} mL); the metric samples the {small} image so that its samples "
-            f"land inside the {large} one.",
-        ]
-
-
-def _fine_grid(roles: _Roles, settings: RegistrationSettings):
+def _fine_grid(roles: ImageRoles, settings: RegistrationSettings):
     """(working spacing, the fine image's block factors, the spacing multiplier, the sentence saying so)."""
     fine_image = roles.images[roles.fine]
     budget_spacing = (roles.fov[roles.small] / settings.planning.working_voxel_budget) ** (1 / 3)
