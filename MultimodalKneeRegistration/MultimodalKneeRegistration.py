@@ -18,7 +18,7 @@ import qt
 import slicer
 import vtk
 from MultimodalKneeRegistrationLib.settings import DEFAULT_ENGINE, DEFAULT_PRESET, ENGINE_NAMES, PRESETS
-from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic
+from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic, voxelComponents
 from MultimodalKneeRegistrationSlicer.parameters import (
     INITIALIZATION_CHOICES,
     MAX_SPACING_MULTIPLIER,
@@ -219,8 +219,10 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]
+        # What the selectors show (exactly vtkMRMLScalarVolumeNode, see the .ui) with one component per voxel:
+        # label maps, vector and DWI volumes are subclasses that getNodesByClass returns too.
+        volumes = [v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                   if v.GetClassName() == "vtkMRMLScalarVolumeNode" and voxelComponents(v) == 1]
         if not self._parameterNode.fixedVolume and volumes:
             self._parameterNode.fixedVolume = volumes[0]
         if not self._parameterNode.movingVolume and len(volumes) > 1:
@@ -276,6 +278,11 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
             reason = _("Select the fixed and moving volumes.")
         elif node.fixedVolume == node.movingVolume:
             reason = _("The fixed and moving volumes must be different.")
+        elif max(voxelComponents(node.fixedVolume), voxelComponents(node.movingVolume)) > 1:
+            reason = _(
+                "Vector, colour and diffusion-weighted volumes have several components per voxel: convert "
+                "them to a single scalar component first (Vector to Scalar Volume module)."
+            )
         elif node.engine not in available:
             reason = _("The {engine} engine is not available here.").format(engine=node.engine)
         self.ui.applyButton.enabled = reason is None and not self._running

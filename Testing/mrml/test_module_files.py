@@ -259,3 +259,20 @@ def test_every_file_the_cmake_lists_name_exists_and_no_url_is_made_up():
         assert value == "" or value.startswith("https://"), variable
         assert "SlicerMultimodalKneeRegistration" not in value, "no repository of that name exists"
     assert "Fill them in before submitting" in text
+
+
+def test_volume_selectors_list_exactly_scalar_volume_nodes():
+    """Label maps, vector, DWI and tensor volume nodes derive from vtkMRMLScalarVolumeNode; with
+    ``showChildNodeTypes`` false the selectors list none of them (qMRMLSortFilterProxyModel.cxx:279 at
+    v5.6.2 and v5.8.1, :273 at v5.10.0). ``hideChildNodeTypes`` is read only when child types are shown
+    (:284 / :278), so it is not set."""
+    root = ElementTree.parse(UI_FILE).getroot()
+    fields = _parameterNodeFields()
+    volumes = [name for name, (base, _) in fields.items() if base == "vtkMRMLScalarVolumeNode"]
+    assert sorted(volumes) == ["fixedVolume", "movingVolume", "outputVolume"]
+    for widget in root.iter("widget"):
+        props = {p.get("name"): p for p in widget.findall("property")}
+        if "SlicerParameterName" in props and props["SlicerParameterName"].findtext("string") in volumes:
+            assert [s.text for s in props["nodeTypes"].iter("string")] == ["vtkMRMLScalarVolumeNode"]
+            assert props["showChildNodeTypes"].findtext("bool") == "false", widget.get("name")
+            assert "hideChildNodeTypes" not in props

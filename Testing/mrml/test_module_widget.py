@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
@@ -168,3 +169,25 @@ def test_panel_progress_processes_events_on_reports_and_throttled_cancel_checks(
     panel.cancel()
     assert panel.shouldCancel() is True
     assert PanelProgress(lambda f, m: None, None).shouldCancel() is False  # no event loop: still works
+
+
+@pytest.mark.mrml
+def test_vector_volumes_are_not_picked_and_disable_apply(panel, mrml):
+    """The panel picks only what its selectors list (single-component scalar volumes), and a vector
+    volume set from the console disables Apply with a tooltip saying what to do."""
+    image = sitk.Image([16, 16, 8], sitk.sitkFloat32) + 1.0
+    vector = addVolumeNodeFromSitkImage(mrml.scene, sitk.Compose([image] * 3), "rgb",
+                                        className="vtkMRMLVectorVolumeNode")
+    addVolumeNodeFromSitkImage(mrml.scene, image, "labels", className="vtkMRMLLabelMapVolumeNode")
+    plain = addVolumeNodeFromSitkImage(mrml.scene, sitk.Compose([image] * 2), "two components")
+    ct, mr = (addVolumeNodeFromSitkImage(mrml.scene, image, name) for name in ("CT", "MR"))
+    widget = panel.widget
+    widget.initializeParameterNode()
+    node = widget._parameterNode
+    assert (node.fixedVolume, node.movingVolume) == (ct, mr)
+    assert widget.ui.applyButton.enabled
+    for multi in (vector, plain):
+        node.movingVolume = multi
+        assert not widget.ui.applyButton.enabled and "Vector to Scalar Volume" in widget.ui.applyButton.toolTip
+    node.movingVolume = mr
+    assert widget.ui.applyButton.enabled
