@@ -163,12 +163,16 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
     """The panel: widgets are bound to the parameter node through their SlicerParameterName property.
 
     The binding is made once per parameter node, with ``connectParametersToGui`` and a mapping read
-    from the .ui file (``gui_binding``), and kept while the module is left and re-entered: every
-    connection adds a ModifiedEvent observer to the node that ``disconnectGui`` never removes
-    (``Base/Python/slicer/parameterNodeWrapper/wrapper.py:212`` vs ``:256``, same in 5.6.2, 5.8.1 and
-    5.10.0), and re-creating a combo box's connector clears and refills the box (``guiConnectors.py``,
-    ``QComboBoxToStringableConnector.__init__``). It is remade only when the node itself changes
-    (a new scene), and then disconnected with the tag ``connectParametersToGui`` returns (``:213``).
+    from the .ui file (``gui_binding``), and kept while the module is left and re-entered and across
+    Close Scene: every connection adds a ModifiedEvent observer holding its wrapper to the node, which
+    ``disconnectGui`` never removes (``Base/Python/slicer/parameterNodeWrapper/wrapper.py:212`` vs
+    ``:256``, same in 5.6.2, 5.8.1 and 5.10.0), and re-creating a combo box's connector clears and
+    refills the box (``guiConnectors.py``, ``QComboBoxToStringableConnector.__init__``). Close Scene
+    (``scene.Clear(false)``, ``Base/QTApp/qSlicerMainWindow.cxx:1043`` at 5.6.2, ``:1087`` at 5.8.1,
+    ``:982`` at 5.10.0) keeps singleton nodes and resets them (``vtkMRMLScene::RemoveAllNodes`` and
+    ``ResetNodes``), so the parameter node survives and the binding stays. It is remade only when the
+    node itself changes (removed with ``Clear(1)``, a reloaded module), and the old binding is then
+    disconnected with the tag ``connectParametersToGui`` returned (``:213``).
     """
 
     def __init__(self, parent=None) -> None:
@@ -211,9 +215,10 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         """The binding stays (see the class docstring); nothing to undo when the module is left."""
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
+        """The binding stays: the singleton parameter node survives Close Scene (see the class docstring)."""
 
     def onSceneEndClose(self, caller, event) -> None:
+        """Defaults back into the reset node (a new wrapper writes them); rebinds only if the node changed."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 

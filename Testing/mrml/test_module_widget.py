@@ -81,12 +81,30 @@ def test_panel_binds_once_per_parameter_node_with_the_ui_files_mapping(panel, mr
     mapping = connections[0][2]
     assert set(mapping) == set(panel.module.MultimodalKneeRegistrationParameterNode.allParameters)
     assert mapping["preset"] is widget.ui.presetComboBox and mapping["roi"] is widget.ui.roiSelector
-    tag = 1
-    widget.onSceneStartClose(None, None)  # closing the scene unbinds (with the real tag) ...
-    mrml.scene.Clear(0)  # (as Slicer closes a scene: the singleton parameter node is reset, not removed)
-    widget.onSceneEndClose(None, None)  # ... and the panel is bound again afterwards
+
+
+def _closeScene(widget, scene, removeSingletons=False):
+    """What Slicer's File > Close Scene does: Clear(false) between the start and end close events."""
+    widget.onSceneStartClose(None, None)
+    scene.Clear(removeSingletons)
+    widget.onSceneEndClose(None, None)
+
+
+@pytest.mark.mrml
+def test_close_scene_keeps_the_one_binding_of_the_surviving_parameter_node(panel, mrml):
+    """Close Scene resets the singleton parameter node but keeps it: no new binding (each used to leave
+    a stale wrapper observing the node); only a new node (Clear(1) removes singletons) is bound anew."""
+    widget, connections = panel.widget, panel.connections
+    node = widget._parameterNode.parameterNode
+    for _ in range(4):
+        _closeScene(widget, mrml.scene)
+        assert widget._parameterNode.parameterNode is node and mrml.scene.IsNodePresent(node)
+    assert [event for event, _, _ in connections] == ["connect"]
+    _closeScene(widget, mrml.scene, removeSingletons=True)
+    assert widget._parameterNode.parameterNode is not node
     assert [(event, value if event == "disconnect" else None) for event, _, value in connections] == [
-        ("connect", None), ("disconnect", tag), ("connect", None)]
+        ("connect", None), ("disconnect", 1), ("connect", None)]
+    assert connections[1][1].parameterNode is node and connections[2][1] is widget._parameterNode
 
 
 @pytest.mark.mrml
