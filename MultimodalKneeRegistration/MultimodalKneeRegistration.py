@@ -40,14 +40,7 @@ from slicer import (
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import (
-    Choice,
-    Decimals,
-    SingleStep,
-    Validator,
-    WithinRange,
-    parameterNodeWrapper,
-)
+from slicer.parameterNodeWrapper import Choice, Validator, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -135,10 +128,11 @@ class MultimodalKneeRegistrationParameterNode:
     initialTransform: vtkMRMLTransformNode
     roi: vtkMRMLMarkupsROINode
     preset: Annotated[str, Choice(PRESET_NAMES)] = DEFAULT_PRESET
-    #: Whole numbers only (the spin box shows no decimals): 0 is "auto", then 1, 2, ... 64.
-    spacingMultiplier: Annotated[
-        float, WithinRange(0.0, MAX_SPACING_MULTIPLIER), SpacingMultiplierValidator(), Decimals(0), SingleStep(1.0)
-    ] = _DEFAULT_PANEL["spacingMultiplier"]
+    #: 0 is "auto", then whole numbers 1 ... 64: the .ui's spin box has decimals 0 and single step 1
+    #: (``Decimals``/``SingleStep`` here would only repeat them and log "Unused annotations" at start-up).
+    spacingMultiplier: Annotated[float, WithinRange(0.0, MAX_SPACING_MULTIPLIER), SpacingMultiplierValidator()] = (
+        _DEFAULT_PANEL["spacingMultiplier"]
+    )
     roiMarginMm: Annotated[float, WithinRange(0.0, 200.0)] = _DEFAULT_PANEL["roiMarginMm"]
     samplingPercentage: Annotated[float, WithinRange(0.0, 1.0)] = _DEFAULT_PANEL["samplingPercentage"]
     numberOfIterations: Annotated[int, WithinRange(1, 20000)] = _DEFAULT_PANEL["numberOfIterations"]

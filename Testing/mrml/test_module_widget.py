@@ -71,6 +71,17 @@ def panel(mrml, monkeypatch):
 
 
 @pytest.mark.mrml
+def test_module_file_loads_without_unused_annotation_warnings(mrml, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "MultimodalKneeRegistration", None)
+    for name in module_stubs.stubModules(mrml.scene):
+        monkeypatch.setitem(sys.modules, name, None)  # restored afterwards; loadModuleFile installs stubs
+    monkeypatch.setattr(slicer, "mrmlScene", mrml.scene, raising=False)
+    with caplog.at_level("WARNING"):
+        module_stubs.loadModuleFile(mrml.scene)
+    assert not [r for r in caplog.records if "Unused annotations" in r.getMessage()]
+
+
+@pytest.mark.mrml
 def test_panel_binds_once_per_parameter_node_with_the_ui_files_mapping(panel, mrml):
     widget, connections = panel.widget, panel.connections
     widget.initializeParameterNode()  # setup() bound it already; a module reload calls this again
