@@ -292,3 +292,12 @@ def test_volume_selectors_list_exactly_scalar_volume_nodes():
             assert [s.text for s in props["nodeTypes"].iter("string")] == ["vtkMRMLScalarVolumeNode"]
             assert props["showChildNodeTypes"].findtext("bool") == "false", widget.get("name")
             assert "hideChildNodeTypes" not in props
+
+
+def test_preset_tooltip_names_every_preset_auto_first():
+    from MultimodalKneeRegistrationLib.settings import DEFAULT_PRESET, PRESETS
+
+    tooltip = _uiWidgets()["presetComboBox"][1]["toolTip"]
+    assert tooltip.startswith(f"{DEFAULT_PRESET} (the default): decided from the images")
+    positions = [tooltip.find(f"{name}:") if name != DEFAULT_PRESET else 0 for name in PRESETS]
+    assert all(p >= 0 for p in positions), positions
