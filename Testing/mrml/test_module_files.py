@@ -185,21 +185,30 @@ def test_cmake_packages_every_python_file_and_resource():
 
 
 def test_extension_cmake_and_icons():
-    text = (REPO / "CMakeLists.txt").read_text()
-    for needed in (
-        "EXTENSION_HOMEPAGE",
-        "EXTENSION_CATEGORY",
-        "EXTENSION_CONTRIBUTORS",
-        "EXTENSION_DESCRIPTION",
-        "EXTENSION_ICONURL",
-        "EXTENSION_DEPENDS",
+    """The top-level CMakeLists.txt has the 5.8/5.10 extension template's statements, in its order
+    (Utilities/Templates/Extensions/Default/CMakeLists.txt), plus EXTENSION_CATEGORY."""
+    text = "\n".join(line for line in (REPO / "CMakeLists.txt").read_text().splitlines()
+                     if not line.lstrip().startswith("#") or line.startswith("## NEXT_MODULE"))
+    template = (
+        "cmake_minimum_required(VERSION 3.16.3...3.22.6 FATAL_ERROR)",
+        "project(MultimodalKneeRegistration)",
+        "set(EXTENSION_HOMEPAGE ",
+        "set(EXTENSION_CONTRIBUTORS ",
+        "set(EXTENSION_DESCRIPTION ",
+        "set(EXTENSION_ICONURL ",
+        "set(EXTENSION_SCREENSHOTURLS ",
+        'set(EXTENSION_DEPENDS "NA")',
         "find_package(Slicer REQUIRED)",
         "include(${Slicer_USE_FILE})",
         "add_subdirectory(MultimodalKneeRegistration)",
+        "## NEXT_MODULE",
         "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
         "include(${Slicer_EXTENSION_CPACK})",
-    ):
-        assert needed in text, needed
+    )
+    positions = [text.find(statement) for statement in template]
+    assert all(p >= 0 for p in positions), [s for s, p in zip(template, positions) if p < 0]
+    assert positions == sorted(positions), "in the template's order"
+    assert 'set(EXTENSION_CATEGORY "Registration")' in text
     for icon in (
         REPO / "Resources" / "MultimodalKneeRegistration.png",
         MODULE / "Resources" / "Icons" / "MultimodalKneeRegistration.png",
