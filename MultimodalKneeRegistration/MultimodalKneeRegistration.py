@@ -279,7 +279,7 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
             reason = _("The fixed and moving volumes must be different.")
         elif max(voxelComponents(node.fixedVolume), voxelComponents(node.movingVolume)) > 1:
             reason = _(
-                "Vector, colour and diffusion-weighted volumes have several components per voxel: convert "
+                "Vector, colour and diffusion-weighted volumes have several values per voxel: convert "
                 "them to a single scalar component first (Vector to Scalar Volume module)."
             )
         elif node.engine not in available:

@@ -137,7 +137,7 @@ def _checkInputVolume(node, role: str) -> None:
         raise InputError(f"the {role} volume '{name}' has no voxels", "load it again")
     if components > 1:
         raise InputError(
-            f"the {role} volume '{name}' has {components} components per voxel (a vector, colour or "
+            f"the {role} volume '{name}' has {components} values per voxel (a vector, colour or "
             "diffusion-weighted volume); registration needs one grey level per voxel",
             "convert it to a single scalar component first, for example with the Vector to Scalar Volume module",
         )

@@ -259,7 +259,7 @@ def test_volumes_with_several_components_are_refused_before_any_work(mrml, pair,
     assert vector.IsA("vtkMRMLScalarVolumeNode") and vector.GetClassName() == className
     logic = KneeRegistrationLogic(scene, mrml.cropLogic)
     before = nodeIds(scene)
-    wanted = rf"the (fixed|moving) volume 'multi' has {components} components per voxel.*Vector to Scalar Volume"
+    wanted = rf"the (fixed|moving) volume 'multi' has {components} values per voxel.*Vector to Scalar Volume"
     for kwargs in (dict(fixedNode=fixed, movingNode=vector), dict(fixedNode=vector, movingNode=moving)):
         with pytest.raises(InputError, match=wanted):
             logic.register(settings=settings_for_preset("fast-preview"), **kwargs)
