@@ -18,7 +18,7 @@ import qt
 import slicer
 import vtk
 from MultimodalKneeRegistrationLib.settings import DEFAULT_ENGINE, DEFAULT_PRESET, ENGINE_NAMES, PRESETS
-from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic
+from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic, voxelComponents
 from MultimodalKneeRegistrationSlicer.parameters import (
     INITIALIZATION_CHOICES,
     MAX_SPACING_MULTIPLIER,
@@ -40,14 +40,7 @@ from slicer import (
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import (
-    Choice,
-    Decimals,
-    SingleStep,
-    Validator,
-    WithinRange,
-    parameterNodeWrapper,
-)
+from slicer.parameterNodeWrapper import Choice, Validator, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -135,10 +128,11 @@ class MultimodalKneeRegistrationParameterNode:
     initialTransform: vtkMRMLTransformNode
     roi: vtkMRMLMarkupsROINode
     preset: Annotated[str, Choice(PRESET_NAMES)] = DEFAULT_PRESET
-    #: Whole numbers only (the spin box shows no decimals): 0 is "auto", then 1, 2, ... 64.
-    spacingMultiplier: Annotated[
-        float, WithinRange(0.0, MAX_SPACING_MULTIPLIER), SpacingMultiplierValidator(), Decimals(0), SingleStep(1.0)
-    ] = _DEFAULT_PANEL["spacingMultiplier"]
+    #: 0 is "auto", then whole numbers 1 ... 64: the .ui's spin box has decimals 0 and single step 1
+    #: (``Decimals``/``SingleStep`` here would only repeat them and log "Unused annotations" at start-up).
+    spacingMultiplier: Annotated[float, WithinRange(0.0, MAX_SPACING_MULTIPLIER), SpacingMultiplierValidator()] = (
+        _DEFAULT_PANEL["spacingMultiplier"]
+    )
     roiMarginMm: Annotated[float, WithinRange(0.0, 200.0)] = _DEFAULT_PANEL["roiMarginMm"]
     samplingPercentage: Annotated[float, WithinRange(0.0, 1.0)] = _DEFAULT_PANEL["samplingPercentage"]
     numberOfIterations: Annotated[int, WithinRange(1, 20000)] = _DEFAULT_PANEL["numberOfIterations"]
@@ -163,12 +157,16 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
     """The panel: widgets are bound to the parameter node through their SlicerParameterName property.
 
     The binding is made once per parameter node, with ``connectParametersToGui`` and a mapping read
-    from the .ui file (``gui_binding``), and kept while the module is left and re-entered: every
-    connection adds a ModifiedEvent observer to the node that ``disconnectGui`` never removes
-    (``Base/Python/slicer/parameterNodeWrapper/wrapper.py:212`` vs ``:256``, same in 5.6.2, 5.8.1 and
-    5.10.0), and re-creating a combo box's connector clears and refills the box (``guiConnectors.py``,
-    ``QComboBoxToStringableConnector.__init__``). It is remade only when the node itself changes
-    (a new scene), and then disconnected with the tag ``connectParametersToGui`` returns (``:213``).
+    from the .ui file (``gui_binding``), and kept while the module is left and re-entered and across
+    Close Scene: every connection adds a ModifiedEvent observer holding its wrapper to the node, which
+    ``disconnectGui`` never removes (``Base/Python/slicer/parameterNodeWrapper/wrapper.py:212`` vs
+    ``:256``, same in 5.6.2, 5.8.1 and 5.10.0), and re-creating a combo box's connector clears and
+    refills the box (``guiConnectors.py``, ``QComboBoxToStringableConnector.__init__``). Close Scene
+    (``scene.Clear(false)``, ``Base/QTApp/qSlicerMainWindow.cxx:1043`` at 5.6.2, ``:1087`` at 5.8.1,
+    ``:982`` at 5.10.0) keeps singleton nodes and resets them (``vtkMRMLScene::RemoveAllNodes`` and
+    ``ResetNodes``), so the parameter node survives and the binding stays. It is remade only when the
+    node itself changes (removed with ``Clear(1)``, a reloaded module), and the old binding is then
+    disconnected with the tag ``connectParametersToGui`` returned (``:213``).
     """
 
     def __init__(self, parent=None) -> None:
@@ -211,16 +209,19 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
         """The binding stays (see the class docstring); nothing to undo when the module is left."""
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.setParameterNode(None)
+        """The binding stays: the singleton parameter node survives Close Scene (see the class docstring)."""
 
     def onSceneEndClose(self, caller, event) -> None:
+        """Defaults back into the reset node (a new wrapper writes them); rebinds only if the node changed."""
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        volumes = slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
-        volumes = [v for v in volumes if not v.IsA("vtkMRMLLabelMapVolumeNode")]
+        # What the selectors show (exactly vtkMRMLScalarVolumeNode, see the .ui) with one component per voxel:
+        # label maps, vector and DWI volumes are subclasses that getNodesByClass returns too.
+        volumes = [v for v in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
+                   if v.GetClassName() == "vtkMRMLScalarVolumeNode" and voxelComponents(v) == 1]
         if not self._parameterNode.fixedVolume and volumes:
             self._parameterNode.fixedVolume = volumes[0]
         if not self._parameterNode.movingVolume and len(volumes) > 1:
@@ -276,6 +277,11 @@ class MultimodalKneeRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservat
             reason = _("Select the fixed and moving volumes.")
         elif node.fixedVolume == node.movingVolume:
             reason = _("The fixed and moving volumes must be different.")
+        elif max(voxelComponents(node.fixedVolume), voxelComponents(node.movingVolume)) > 1:
+            reason = _(
+                "Vector, colour and diffusion-weighted volumes have several values per voxel: convert "
+                "them to a single scalar component first (Vector to Scalar Volume module)."
+            )
         elif node.engine not in available:
             reason = _("The {engine} engine is not available here.").format(engine=node.engine)
         self.ui.applyButton.enabled = reason is None and not self._running

@@ -104,6 +104,45 @@ def _slicerModule(name: str):
 IN_PLACE_ABOVE_BYTES = int(STREAM_ABOVE_MB * 1_000_000)
 
 
+def voxelComponents(volumeNode) -> int:
+    """Components per voxel of the node's image: 1 for a grey-level volume, 0 without voxels.
+
+    Vector, colour and diffusion-weighted volumes (``vtkMRMLVectorVolumeNode``,
+    ``vtkMRMLDiffusionWeightedVolumeNode``, ...) derive from ``vtkMRMLScalarVolumeNode`` and have
+    more than one; a plain scalar volume node can hold such an image too.
+
+    Example:
+        >>> voxelComponents(getNode("MRHead"))  # doctest: +SKIP
+        1
+    """
+    imageData = volumeNode.GetImageData() if volumeNode is not None else None
+    scalars = imageData.GetPointData().GetScalars() if imageData is not None else None
+    return 0 if scalars is None else int(scalars.GetNumberOfComponents())
+
+
+def _checkInputVolume(node, role: str) -> None:
+    """Raise ``InputError`` unless ``node`` is a grey-level volume with one component per voxel."""
+    if node is None:
+        raise InputError(f"no {role} volume is selected", f"select the {role} volume")
+    name = node.GetName()
+    if not node.IsA("vtkMRMLScalarVolumeNode") or any(
+        node.IsA(kind) for kind in ("vtkMRMLLabelMapVolumeNode", "vtkMRMLDiffusionImageVolumeNode")
+    ):
+        raise InputError(
+            f"the {role} volume '{name}' is not a grey-level scalar volume",
+            "select a scalar volume (not a label map, segmentation or tensor volume)",
+        )
+    components = voxelComponents(node)
+    if components == 0:
+        raise InputError(f"the {role} volume '{name}' has no voxels", "load it again")
+    if components > 1:
+        raise InputError(
+            f"the {role} volume '{name}' has {components} values per voxel (a vector, colour or "
+            "diffusion-weighted volume); registration needs one grey level per voxel",
+            "convert it to a single scalar component first, for example with the Vector to Scalar Volume module",
+        )
+
+
 def _coreInput(volumeNode, role: str):
     """A large volume node as the core's in-place source, a small one as a SimpleITK copy."""
     from .volume_adapter import sitkImageFromVolumeNode, sourceFromVolumeNode, volumeBytes
@@ -331,16 +370,8 @@ class KneeRegistrationLogic:
     ) -> None:
         from .transform_adapter import checkOutputTransformNode
 
-        for role, node in (("fixed", fixedNode), ("moving", movingNode)):
-            if node is None:
-                raise InputError(f"no {role} volume is selected", f"select the {role} volume")
-            if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
-                raise InputError(
-                    f"the {role} volume '{node.GetName()}' is not a grey-level scalar volume",
-                    "select a scalar volume (not a label map, segmentation or vector volume)",
-                )
-            if node.GetImageData() is None:
-                raise InputError(f"the {role} volume '{node.GetName()}' has no voxels", "load it again")
+        _checkInputVolume(fixedNode, "fixed")
+        _checkInputVolume(movingNode, "moving")
         if fixedNode is movingNode:
             raise InputError("the fixed and moving volumes are the same node", "select two different volumes")
         if engine not in self.availableEngines():

@@ -12,6 +12,7 @@ at v5.6.2, ``:298`` at v5.8.1 and v5.10.0).
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import types
 import typing
@@ -46,20 +47,15 @@ class WithinRange(_Range):
             raise ValueError(f"{value} is outside [{self.args[0]}, {self.args[1]}]")
 
 
-class Decimals:
-    def __init__(self, value):
-        self.value = value
-
-
-class SingleStep(Decimals):
-    pass
-
-
 def parameterNodeWrapper(cls):
     """Stand-in: typed attributes with defaults, validated on assignment, GUI connections counted."""
     hints = typing.get_type_hints(cls, include_extras=True)
     validators = {name: [v for v in getattr(hint, "__metadata__", ()) if isinstance(v, Validator)]
                   for name, hint in hints.items()}
+    for hint in hints.values():  # as the real one (wrapper.py:320 at v5.8.1): non-validators are unused
+        unused = [v for v in getattr(hint, "__metadata__", ()) if not isinstance(v, Validator)]
+        if unused:
+            logging.warning(f"Unused annotations: {unused}")
     defaults = {name: getattr(cls, name, None) for name in hints}
 
     class Wrapped:
@@ -117,7 +113,7 @@ def stubModules(scene) -> dict:
     i18n.tr = lambda text: text
     i18n.translate = lambda context, text: text
     pnw = types.ModuleType("slicer.parameterNodeWrapper")
-    for name in ("Choice", "WithinRange", "Decimals", "SingleStep", "Validator", "parameterNodeWrapper"):
+    for name in ("Choice", "WithinRange", "Validator", "parameterNodeWrapper"):
         setattr(pnw, name, globals()[name])
     slm = types.ModuleType("slicer.ScriptedLoadableModule")
 

@@ -239,3 +239,30 @@ def test_large_volumes_reach_the_core_in_place_and_register_identically(mrml, pa
     out = logic.register(fixed, moving, settings)
     assert out.result.transform.GetParameters() == copied
     assert any("averaged where it lies in memory" in s for s in out.result.plan.explanation)
+
+
+@pytest.mark.mrml
+@pytest.mark.parametrize(
+    "className, components",
+    [("vtkMRMLVectorVolumeNode", 3), ("vtkMRMLDiffusionWeightedVolumeNode", 7), ("vtkMRMLScalarVolumeNode", 3)],
+)
+def test_volumes_with_several_components_are_refused_before_any_work(mrml, pair, nodeIds, monkeypatch,
+                                                                      className, components):
+    """Vector and DWI volume nodes derive from vtkMRMLScalarVolumeNode; they used to pass validation
+    and fail in the in-place path with a numpy reshape error. Now the validation names the fix."""
+    import MultimodalKneeRegistrationSlicer.logic as logicModule
+
+    monkeypatch.setattr(logicModule, "IN_PLACE_ABOVE_BYTES", 0)  # every volume in place, where it failed
+    scene = mrml.scene
+    fixed, moving = _nodes(scene, pair)
+    vector = addVolumeNodeFromSitkImage(scene, sitk.Compose([pair.moving] * components), "multi", className=className)
+    assert vector.IsA("vtkMRMLScalarVolumeNode") and vector.GetClassName() == className
+    logic = KneeRegistrationLogic(scene, mrml.cropLogic)
+    before = nodeIds(scene)
+    wanted = rf"the (fixed|moving) volume 'multi' has {components} values per voxel.*Vector to Scalar Volume"
+    for kwargs in (dict(fixedNode=fixed, movingNode=vector), dict(fixedNode=vector, movingNode=moving)):
+        with pytest.raises(InputError, match=wanted):
+            logic.register(settings=settings_for_preset("fast-preview"), **kwargs)
+    with pytest.raises(InputError, match=wanted):
+        logic.registerPerBone(fixed, vector)
+    assert nodeIds(scene) == before and vector.GetParentTransformNode() is None

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
+import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
@@ -70,6 +71,17 @@ def panel(mrml, monkeypatch):
 
 
 @pytest.mark.mrml
+def test_module_file_loads_without_unused_annotation_warnings(mrml, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "MultimodalKneeRegistration", None)
+    for name in module_stubs.stubModules(mrml.scene):
+        monkeypatch.setitem(sys.modules, name, None)  # restored afterwards; loadModuleFile installs stubs
+    monkeypatch.setattr(slicer, "mrmlScene", mrml.scene, raising=False)
+    with caplog.at_level("WARNING"):
+        module_stubs.loadModuleFile(mrml.scene)
+    assert not [r for r in caplog.records if "Unused annotations" in r.getMessage()]
+
+
+@pytest.mark.mrml
 def test_panel_binds_once_per_parameter_node_with_the_ui_files_mapping(panel, mrml):
     widget, connections = panel.widget, panel.connections
     widget.initializeParameterNode()  # setup() bound it already; a module reload calls this again
@@ -80,12 +92,30 @@ def test_panel_binds_once_per_parameter_node_with_the_ui_files_mapping(panel, mr
     mapping = connections[0][2]
     assert set(mapping) == set(panel.module.MultimodalKneeRegistrationParameterNode.allParameters)
     assert mapping["preset"] is widget.ui.presetComboBox and mapping["roi"] is widget.ui.roiSelector
-    tag = 1
-    widget.onSceneStartClose(None, None)  # closing the scene unbinds (with the real tag) ...
-    mrml.scene.Clear(0)  # (as Slicer closes a scene: the singleton parameter node is reset, not removed)
-    widget.onSceneEndClose(None, None)  # ... and the panel is bound again afterwards
+
+
+def _closeScene(widget, scene, removeSingletons=False):
+    """What Slicer's File > Close Scene does: Clear(false) between the start and end close events."""
+    widget.onSceneStartClose(None, None)
+    scene.Clear(removeSingletons)
+    widget.onSceneEndClose(None, None)
+
+
+@pytest.mark.mrml
+def test_close_scene_keeps_the_one_binding_of_the_surviving_parameter_node(panel, mrml):
+    """Close Scene resets the singleton parameter node but keeps it: no new binding (each used to leave
+    a stale wrapper observing the node); only a new node (Clear(1) removes singletons) is bound anew."""
+    widget, connections = panel.widget, panel.connections
+    node = widget._parameterNode.parameterNode
+    for _ in range(4):
+        _closeScene(widget, mrml.scene)
+        assert widget._parameterNode.parameterNode is node and mrml.scene.IsNodePresent(node)
+    assert [event for event, _, _ in connections] == ["connect"]
+    _closeScene(widget, mrml.scene, removeSingletons=True)
+    assert widget._parameterNode.parameterNode is not node
     assert [(event, value if event == "disconnect" else None) for event, _, value in connections] == [
-        ("connect", None), ("disconnect", tag), ("connect", None)]
+        ("connect", None), ("disconnect", 1), ("connect", None)]
+    assert connections[1][1].parameterNode is node and connections[2][1] is widget._parameterNode
 
 
 @pytest.mark.mrml
@@ -168,3 +198,25 @@ def test_panel_progress_processes_events_on_reports_and_throttled_cancel_checks(
     panel.cancel()
     assert panel.shouldCancel() is True
     assert PanelProgress(lambda f, m: None, None).shouldCancel() is False  # no event loop: still works
+
+
+@pytest.mark.mrml
+def test_vector_volumes_are_not_picked_and_disable_apply(panel, mrml):
+    """The panel picks only what its selectors list (single-component scalar volumes), and a vector
+    volume set from the console disables Apply with a tooltip saying what to do."""
+    image = sitk.Image([16, 16, 8], sitk.sitkFloat32) + 1.0
+    vector = addVolumeNodeFromSitkImage(mrml.scene, sitk.Compose([image] * 3), "rgb",
+                                        className="vtkMRMLVectorVolumeNode")
+    addVolumeNodeFromSitkImage(mrml.scene, image, "labels", className="vtkMRMLLabelMapVolumeNode")
+    plain = addVolumeNodeFromSitkImage(mrml.scene, sitk.Compose([image] * 2), "two components")
+    ct, mr = (addVolumeNodeFromSitkImage(mrml.scene, image, name) for name in ("CT", "MR"))
+    widget = panel.widget
+    widget.initializeParameterNode()
+    node = widget._parameterNode
+    assert (node.fixedVolume, node.movingVolume) == (ct, mr)
+    assert widget.ui.applyButton.enabled
+    for multi in (vector, plain):
+        node.movingVolume = multi
+        assert not widget.ui.applyButton.enabled and "Vector to Scalar Volume" in widget.ui.applyButton.toolTip
+    node.movingVolume = mr
+    assert widget.ui.applyButton.enabled
