@@ -38,14 +38,40 @@ def resolve_preset(settings: RegistrationSettings, fixed, moving) -> Tuple[Regis
     if settings.preset != "auto":
         return settings, None
     choice, reasons = classify_pair(fixed, moving)
+    return with_preset(settings, choice), f"Preset auto chose {choice}: {reasons}."
+
+
+def resolve_preset_from_geometry(settings: RegistrationSettings, fixed, moving) -> RegistrationSettings:
+    """``resolve_preset``'s settings without reading a voxel: the choice rests on the geometry alone.
+
+    Why: a streamed micro-CT is read once for everything a run needs, so the working image's block
+    factors (which depend on the preset) must be known before any voxel is read.
+    """
+    if settings.preset != "auto":
+        return settings
+    return with_preset(settings, _choose(fixed, moving)[0])
+
+
+def with_preset(settings: RegistrationSettings, choice: str) -> RegistrationSettings:
+    """Preset ``choice`` with the knobs the user changed on top of ``auto`` kept."""
     base = PRESETS["auto"].flat()
     changed = {key: value for key, value in settings.flat().items() if value != base[key]}
-    resolved = PRESETS[choice].replace(**changed)
-    return resolved, f"Preset auto chose {choice}: {reasons}."
+    return PRESETS[choice].replace(**changed)
 
 
 def classify_pair(fixed, moving) -> Tuple[str, str]:
     """("mri-microct-knee" or "mri-ct", the reasons in words) from voxel sizes, fields of view, intensities."""
+    choice, facts = _choose(fixed, moving)
+    ct_words = [f"the {name} image stores Hounsfield units (air near -1000)"
+                for name, image in (("fixed", fixed), ("moving", moving)) if in_hounsfield_units(image)]
+    facts += "; " + " and ".join(ct_words) if ct_words else ""
+    if choice == "mri-microct-knee":
+        return choice, f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
+    return choice, f"{facts}: a clinical CT and an MRI of similar coverage"
+
+
+def _choose(fixed, moving) -> Tuple[str, str]:
+    """(the preset, the geometric facts in words): voxel sizes and fields of view only, no voxel read."""
     volume = {name: float(np.prod(image.GetSpacing())) for name, image in (("fixed", fixed), ("moving", moving))}
     fine = "fixed" if volume["fixed"] <= volume["moving"] else "moving"
     coarse = "moving" if fine == "fixed" else "fixed"
@@ -53,19 +79,20 @@ def classify_pair(fixed, moving) -> Tuple[str, str]:
     ratio = (volume[coarse] / volume[fine]) ** (1.0 / 3.0)
     fov = physical_box(images[fine]).volume / max(physical_box(images[coarse]).volume, 1e-9)
     largest = max(images[fine].GetSpacing())
-    ct_words = [f"the {name} image stores Hounsfield units (air near -1000)" for name in ("fixed", "moving")
-                if in_hounsfield_units(images[name])]
     facts = (f"the {fine} image's voxels are {largest:.3g} mm at most and {ratio:.1f}x finer per axis than the "
              f"{coarse} image's, in {100 * fov:.2g}% of its field of view")
-    facts += "; " + " and ".join(ct_words) if ct_words else ""
     if largest <= MICROCT_VOXEL_MM or (ratio >= MICROCT_RATIO and fov <= MICROCT_FOV_FRACTION):
-        return "mri-microct-knee", f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
-    return "mri-ct", f"{facts}: a clinical CT and an MRI of similar coverage"
+        return "mri-microct-knee", facts
+    return "mri-ct", facts
 
 
 def in_hounsfield_units(image) -> bool:
-    """True for images whose darkest voxels sit near -1000 (air in HU) and whose brightest pass +300."""
-    array = sitk.GetArrayViewFromImage(pixels(image, 2_000_000))
+    """True for images whose darkest voxels sit near -1000 (air in HU) and whose brightest pass +300.
+
+    A streamed source is judged on the run's one preview (``io.sources.PREVIEW_VOXELS``), subsampled
+    below; a preview of its own would cost another pass over a multi-GB file.
+    """
+    array = sitk.GetArrayViewFromImage(pixels(image))
     step = max(1, int(round((array.size / 1_000_000) ** (1 / 3))))
     low, high = np.percentile(array[::step, ::step, ::step], [1.0, 99.9])
     return bool(-1200.0 <= low <= -500.0 and high > 300.0)
