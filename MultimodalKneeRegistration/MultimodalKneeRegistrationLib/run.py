@@ -85,7 +85,7 @@ def run(
     settings = settings or PRESETS[DEFAULT_PRESET]
     settings.validate()
     progress = Progress.wrap(progress, should_cancel)
-    grid = _resample_reference(fixed, resample, resample_spacing_mm)[0]
+    grid = _resample_reference(fixed, resample, resample_spacing_mm)[0] if isinstance(moving, VolumeSource) else None
     read = READ_SHARE if needs_reading(fixed, moving, settings, grid) else 0.0
     read_inputs(fixed, moving, settings, progress.sub(0.0, read), grid)  # each streamed input read once
     inspection = inspect_pair(fixed, moving, initial_transform, settings.choices.initialize_transform_mode)

@@ -4,8 +4,10 @@ Why: a micro-CT of 2-16 GB cannot be read whole on a 24 GB machine, and registra
 whole: the planner needs its geometry, the engine a block-averaged working image, the checks and the
 QC picture a coarse preview. A ``VolumeSource`` offers exactly those, so ``register`` and ``run``
 accept it wherever they accept a SimpleITK image. ``FileSource`` streams a file
-(``streaming.read_block_averaged``); ``ArraySource`` averages a numpy array already in memory slab by
-slab without copying it (a Slicer volume node's voxels).
+(``streaming.read_block_averages``); ``ArraySource`` averages a numpy array already in memory slab by
+slab without copying it (a Slicer volume node's voxels). Each pass over the voxels computes every
+block average asked for at once (``block_averages``) and is recorded in ``reads``; a run asks for all
+it needs up front (``steps.reading``), so a micro-CT is read once per run.
 
 Example:
     >>> microct = FileSource("knee_microct.nrrd", name="moving image")

@@ -1,12 +1,14 @@
-"""Read a large image block-averaged, slab by slab: peak memory is one slab plus the small result.
+"""Read a large image block-averaged, slab by slab: peak memory is a few slabs plus the small result.
 
 Why: registration only uses a block-averaged copy of the fine image (the planner picks the factors
 from the headers), yet reading the file whole first made a 16 GB micro-CT need 16 GB of memory. Here
 the file is read front to back, ``slab_mb`` at a time, and each slab is averaged into the result as it
-arrives (``block_average``). The result is exactly ``preprocessing.downsample(load_image(path), f)``:
-same grid, same values, bit for bit. Formats that cannot be streamed (NIfTI, AIM, exotic NRRD
-encodings, data split over several files) are read whole and downsampled, as before; the header's
-``stream_note`` says why, for the plan's explanation.
+arrives (``block_average``), while a thread reads the next slabs (``read_ahead``: the disk never
+waits for numpy). Several factors can share one pass (``read_block_averages``). The result is
+exactly ``preprocessing.downsample(load_image(path), f)``: same grid, same values, bit for bit.
+Formats that cannot be streamed (NIfTI, AIM, exotic NRRD encodings, data split over several files)
+are read whole and downsampled, as before; the header's ``stream_note`` says why, for the plan's
+explanation.
 """
 
 from __future__ import annotations
