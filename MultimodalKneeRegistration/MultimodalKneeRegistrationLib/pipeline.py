@@ -41,7 +41,11 @@ from .steps.metrics import mattes_value
 from .steps.plan_resolution import plan_for
 from .steps.planning import RegistrationPlan
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
+from .steps.reading import needs_reading, read_inputs
 from .steps.verdict import judge
+
+#: The share of the progress bar for reading streamed inputs (a pass over a multi-GB file).
+READ_SHARE = 0.25
 
 
 @dataclass
@@ -86,6 +90,10 @@ def register(
     start = checked_start(initial_transform)
     began = time.perf_counter()
     with global_threads(preparation_threads(settings.execution)):
+        read_share = READ_SHARE if needs_reading(fixed, moving, settings) else 0.0
+        read_inputs(fixed, moving, settings, progress.sub(0.0, read_share))  # one pass per streamed input
+        read = time.perf_counter() - began
+        progress = progress.sub(read_share, 1.0)
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         progress.report(0.0, "planning resolution and field of view", force=True)
         settings, plan = plan_for(fixed, moving, settings)
@@ -96,7 +104,7 @@ def register(
             result, failures = _keep_refined_start(fixed, work, plan, start, engine, settings, progress,
                                                    result, failures)
     result.warnings[:0] = warnings
-    result.timings = {"prepare": prepared, **result.timings, "total": time.perf_counter() - began}
+    result.timings = {"read": read, "prepare": prepared, **result.timings, "total": time.perf_counter() - began}
     if failures and settings.checks.fail_on_sanity_check:
         raise refusal(result, failures)
     return result

@@ -20,15 +20,16 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import RegistrationFailedError
-from .io.sources import pixels, whole
+from .io.sources import VolumeSource, pixels, whole
 from .outputs.grids import resample_grid
 from .outputs.qc_image import render_qc
 from .outputs.report import build_report
-from .pipeline import register, resample_moving
+from .pipeline import READ_SHARE, register, resample_moving
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
 from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
 from .steps.inspection import inspect_pair
+from .steps.reading import needs_reading, read_inputs
 
 
 @dataclass
@@ -82,13 +83,17 @@ def run(
     """
     began, cpu = time.perf_counter(), time.process_time()
     settings = settings or PRESETS[DEFAULT_PRESET]
+    settings.validate()
     progress = Progress.wrap(progress, should_cancel)
+    grid = _resample_reference(fixed, resample, resample_spacing_mm)[0] if isinstance(moving, VolumeSource) else None
+    read = READ_SHARE if needs_reading(fixed, moving, settings, grid) else 0.0
+    read_inputs(fixed, moving, settings, progress.sub(0.0, read), grid)  # each streamed input read once
     inspection = inspect_pair(fixed, moving, initial_transform, settings.choices.initialize_transform_mode)
     share = 0.75 if bone_labels is not None else 0.9
     refusal, result = None, None
     try:
         result = register(fixed, moving, settings, engine=engine, initial_transform=initial_transform,
-                          progress=progress.sub(0.0, share))
+                          progress=progress.sub(read, share))
     except RegistrationFailedError as error:
         refusal, result = error, getattr(error, "result", None)
     outcome = RunOutcome(result, refusal, {})
@@ -101,7 +106,8 @@ def run(
     _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)
     outcome.report = build_report(
         outcome, inputs=inputs or {}, inspection=inspection, command=command, kind=kind,
-        resources={"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu},
+        resources={"wall_s": time.perf_counter() - began, "cpu_s": time.process_time() - cpu,
+                   **_reading(fixed, moving)},
     )
     progress.done("done")
     return outcome
@@ -113,13 +119,36 @@ def _pictures(outcome: RunOutcome, fixed, moving, resample, spacing_mm, qc_mode)
     if result is None:
         return
     if outcome.refusal is None and resample is not False and resample is not None:
-        reference, note = (resample, None) if isinstance(resample, sitk.Image) else resample_grid(fixed, spacing_mm)
+        reference, note = _resample_reference(fixed, resample, spacing_mm)
         outcome.resampled = resample_moving(fixed, moving, result.transform, reference)
         if note:
             outcome.notes.append(note)
     if qc_mode:
         outcome.qc = render_qc(pixels(fixed), pixels(moving), qc_mode, transform=result.transform,
                                caption=_caption(outcome))
+
+
+def _resample_reference(fixed, resample, spacing_mm):
+    """(the grid ``registered_moving`` goes on, a note or None); (None, None) for no resampling.
+
+    The grid is known before the registration, so a streamed moving image's copy for it is read in
+    the run's one pass (``steps.reading``).
+    """
+    if resample is False or resample is None:
+        return None, None
+    if isinstance(resample, sitk.Image):
+        return resample, None
+    grid, note = resample_grid(fixed, spacing_mm)
+    return (fixed if grid is None else grid), note
+
+
+def _reading(fixed, moving) -> Dict[str, float]:
+    """The report's record of passes over streamed inputs: seconds, passes and GB read."""
+    reads = [record for image in (fixed, moving) if isinstance(image, VolumeSource) for record in image.reads]
+    if not reads:
+        return {}
+    return {"read_s": sum(r.seconds for r in reads), "read_passes": float(len(reads)),
+            "read_gb": sum(r.bytes for r in reads) / 1e9}
 
 
 def _caption(outcome: RunOutcome) -> List[str]:

@@ -49,6 +49,7 @@ def test_streamed_inputs_register_bit_identically(files, tmp_path):
                                  "--stream-above-mb", "0")
     assert streamed == whole
     assert sum("is never held whole" in sentence for sentence in report["plan"]["explanation"]) == 2
+    assert report["resources"]["read_passes"] == 2  # each input read once, resampling included
     resampled = sitk.ReadImage(str(tmp_path / "streamed" / "registered_moving.nrrd"))
     assert resampled.GetSize() == sitk.ReadImage(str(folder / "fixed.nrrd")).GetSize()
 

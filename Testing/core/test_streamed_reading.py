@@ -21,7 +21,7 @@ from core_test_helpers import rotation_matrix
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.io.headers import read_header
 from MultimodalKneeRegistrationLib.io.images import load_image
-from MultimodalKneeRegistrationLib.io.streaming import read_block_averaged
+from MultimodalKneeRegistrationLib.io.streaming import read_block_averaged, read_block_averages
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
 from MultimodalKneeRegistrationLib.steps.planning import plan_registration
 from MultimodalKneeRegistrationLib.steps.preprocessing import downsample
@@ -205,6 +205,14 @@ def test_header_stands_in_for_the_image_in_the_planner(tmp_path):
     from_headers = plan_registration(read_header(fine), read_header(coarse), settings)
     assert from_headers == from_images
     assert from_headers.fixed_shrink != (1, 1, 1)
+
+
+def test_several_factors_in_one_pass_equal_each_read_alone(tmp_path):
+    path = tmp_path / "volume.nhdr"
+    sitk.WriteImage(image_of(volume(np.int16)), str(path))
+    whole = load_image(path)
+    for ours, factors in zip(read_block_averages(path, FACTORS, slab_mb=TINY_SLAB_MB), FACTORS):
+        assert_same(ours, downsample(whole, factors))
 
 
 def test_progress_is_reported_and_cancel_stops_between_slabs(tmp_path):

@@ -81,6 +81,7 @@ class BlockAverager:
         self.slices_needed = self.out_shape[0] * fz
         self.slices_done = 0
         self._partial = None  # running sum of the block being filled, shape (1, oy, ox)
+        self._exact_sum = _exact_sum_dtype(self.dtype, int(np.prod(self.factors)))
 
     @property
     def done(self) -> bool:
@@ -119,6 +120,8 @@ class BlockAverager:
         fx, fy, _ = self.factors
         _, oy, ox = self.out_shape
         depth = part.shape[0] // blocks
+        if self._exact_sum is not None:
+            return self._accumulate_exact(part[:, :oy * fy, :ox * fx], blocks, depth, acc)
         if acc is None:
             acc = np.zeros((blocks, oy, ox), np.float64)
         for dz in range(depth):  # strided views: no copy of the slab, even when the size is not a multiple
@@ -126,6 +129,19 @@ class BlockAverager:
                 for dx in range(fx):
                     acc += part[dz::depth, dy:oy * fy:fy, dx:ox * fx:fx]
         return acc
+
+    def _accumulate_exact(self, part: np.ndarray, blocks: int, depth: int, acc):
+        """Integer voxels: sum z, then y, then x in whole integers (about twice as fast as the strided sums).
+
+        Exact: every partial sum stays below 2**53 (``_exact_sum_dtype``), so ITK's double sum of the
+        same integers, in any order, is this integer, and ``_finish`` sees the same float64 value.
+        """
+        fx, fy, _ = self.factors
+        _, oy, ox = self.out_shape
+        sums = np.add.reduce(part.reshape(blocks, depth, oy * fy, ox * fx), axis=1, dtype=self._exact_sum)
+        sums = np.add.reduce(sums.reshape(blocks, oy, fy, ox * fx), axis=2)
+        sums = np.add.reduce(sums.reshape(blocks, oy, ox, fx), axis=3)
+        return sums if acc is None else acc + sums
 
     def _finish(self, acc: np.ndarray) -> np.ndarray:
         mean = acc * (1.0 / float(np.prod(self.factors)))
@@ -143,3 +159,18 @@ class BlockAverager:
         image.SetOrigin(geometry["origin"])
         image.SetDirection(geometry["direction"])
         return image
+
+
+def _exact_sum_dtype(dtype: np.dtype, voxels_per_block: int):
+    """The integer type that sums a block of ``dtype`` voxels exactly in float64's range, or None.
+
+    None for floating voxels (their double sum depends on the order: the strided path keeps ITK's)
+    and for 64-bit integers (whose sums can pass 2**53, where ITK's double sum rounds).
+    """
+    if dtype.kind not in "iu" or dtype.itemsize > 4:
+        return None
+    info = np.iinfo(dtype)
+    largest = voxels_per_block * max(abs(int(info.min)), int(info.max))
+    if largest < 2 ** 31:
+        return np.int32
+    return np.int64 if largest < 2 ** 53 else None

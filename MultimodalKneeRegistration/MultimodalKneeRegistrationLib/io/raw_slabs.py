@@ -71,6 +71,7 @@ class _ZlibStream:
 def _open(layout: RawLayout, total_bytes: int):
     """A file object positioned at the first voxel (the caller closes ``handle``)."""
     handle = open(layout.data_file, "rb")  # noqa: SIM115 (closed by the caller)
+    _advise_sequential(handle)
     for _ in range(layout.line_skip):
         handle.readline()
     if layout.offset == -1:
@@ -84,6 +85,59 @@ def _open(layout: RawLayout, total_bytes: int):
     return handle, handle
 
 
+class RawSlabReader:
+    """Reads the next z slices of the voxel block into a buffer the caller owns; ``close()`` when done.
+
+    Why a class and not only a generator: the read-ahead thread (``read_ahead``) fills several
+    buffers in turn, so the reader must not own the buffer.
+
+    Example:
+        >>> reader = RawSlabReader(layout, (512, 512, 400), 400)  # doctest: +SKIP
+        >>> count = reader.read_into(np.empty((32, 512, 512), np.uint16))  # doctest: +SKIP
+    """
+
+    def __init__(self, layout: RawLayout, size, slices_needed: int, name: str = "image") -> None:
+        nx, ny, self.nz = (int(s) for s in size)
+        self.layout, self.name, self.needed, self.done = layout, name, int(slices_needed), 0
+        self.slice_bytes = nx * ny * np.dtype(layout.dtype).itemsize
+        self.handle, self.stream = _open(layout, self.slice_bytes * self.nz)
+
+    def read_into(self, buffer: np.ndarray) -> int:
+        """Fill ``buffer[:n]`` with the next ``n`` slices (``n <= len(buffer)``); 0 once all were read."""
+        count = min(buffer.shape[0], self.needed - self.done)
+        if count <= 0:
+            return 0
+        try:
+            got = _read_exactly(self.stream, buffer[:count])
+        except (OSError, EOFError, zlib.error) as error:
+            raise InputError(f"cannot read {self.name} '{self.layout.data_file}' ({error})",
+                             "the compressed data are damaged: re-export or re-download the file") from None
+        if got < count * self.slice_bytes:
+            raise InputError(f"cannot read {self.name} '{Path(self.layout.data_file)}': the file ends after "
+                             f"{(self.done * self.slice_bytes + got) / 1e6:.1f} MB of voxel data "
+                             f"({self.nz * self.slice_bytes / 1e6:.1f} MB expected; damaged or incomplete)",
+                             "re-export or re-download the file")
+        self.done += count
+        return count
+
+    def close(self) -> None:
+        if self.stream is not self.handle:
+            stream_close = getattr(self.stream, "close", None)
+            if stream_close:
+                stream_close()
+        self.handle.close()
+
+
+def _advise_sequential(handle) -> None:
+    """Tell the kernel the file is read front to back once (a larger read-ahead window), where it listens."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        try:
+            advise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        except OSError:
+            pass
+
+
 def iter_raw_slabs(layout: RawLayout, size, slices_per_slab: int, slices_needed: int,
                    name: str = "image") -> Iterator[np.ndarray]:
     """Yield ``(n, ny, nx)`` arrays of the first ``slices_needed`` z slices, ``slices_per_slab`` at a time.
@@ -93,33 +147,17 @@ def iter_raw_slabs(layout: RawLayout, size, slices_per_slab: int, slices_needed:
     Example:
         >>> for slab in iter_raw_slabs(layout, (512, 512, 400), 32, 400): averager.add(slab)  # doctest: +SKIP
     """
-    nx, ny, nz = (int(s) for s in size)
-    dtype = np.dtype(layout.dtype)
-    slice_bytes = nx * ny * dtype.itemsize
-    buffer = np.empty((max(1, slices_per_slab), ny, nx), dtype)
-    handle, stream = _open(layout, slice_bytes * nz)
+    nx, ny, _ = (int(s) for s in size)
+    buffer = np.empty((max(1, slices_per_slab), ny, nx), np.dtype(layout.dtype))
+    reader = RawSlabReader(layout, size, slices_needed, name)
     try:
-        done = 0
-        while done < slices_needed:
-            count = min(buffer.shape[0], slices_needed - done)
-            slab = buffer[:count]
-            got = _read_exactly(stream, slab)
-            if got < slab.nbytes:
-                raise InputError(f"cannot read {name} '{Path(layout.data_file)}': the file ends after "
-                                 f"{(done * slice_bytes + got) / 1e6:.1f} MB of voxel data "
-                                 f"({nz * slice_bytes / 1e6:.1f} MB expected; damaged or incomplete)",
-                                 "re-export or re-download the file")
-            done += count
-            yield slab
-    except (OSError, EOFError, zlib.error) as error:
-        raise InputError(f"cannot read {name} '{layout.data_file}' ({error})",
-                         "the compressed data are damaged: re-export or re-download the file") from None
+        while True:
+            count = reader.read_into(buffer)
+            if not count:
+                return
+            yield buffer[:count]
     finally:
-        if stream is not handle:
-            stream_close = getattr(stream, "close", None)
-            if stream_close:
-                stream_close()
-        handle.close()
+        reader.close()
 
 
 def _read_exactly(stream, array: np.ndarray) -> int:

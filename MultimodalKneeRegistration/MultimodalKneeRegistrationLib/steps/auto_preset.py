@@ -29,23 +29,39 @@ MICROCT_FOV_FRACTION = 1.0 / 8.0
 
 def classify_pair(fixed, moving) -> Tuple[str, str]:
     """("mri-microct-knee" or "mri-ct", the reasons in words) from voxel sizes, fields of view, intensities."""
-    roles = ImageRoles.of(fixed, moving)
-    fine, coarse, images = roles.fine, roles.coarse, roles.images
-    fov = roles.fine_fov_fraction
-    largest = max(images[fine].GetSpacing())
-    ct_words = [f"the {name} image stores Hounsfield units (air near -1000)" for name in ("fixed", "moving")
-                if in_hounsfield_units(images[name])]
-    facts = (f"the {fine} image's voxels are {largest:.3g} mm at most and {roles.ratio:.1f}x finer per axis than "
-             f"the {coarse} image's, in {100 * fov:.2g}% of its field of view")
+    choice, facts = choose_preset(fixed, moving)
+    ct_words = [f"the {name} image stores Hounsfield units (air near -1000)"
+                for name, image in (("fixed", fixed), ("moving", moving)) if in_hounsfield_units(image)]
     facts += "; " + " and ".join(ct_words) if ct_words else ""
+    if choice == "mri-microct-knee":
+        return choice, f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
+    return choice, f"{facts}: a clinical CT and an MRI of similar coverage"
+
+
+def choose_preset(fixed, moving) -> Tuple[str, str]:
+    """(the preset, the geometric facts in words): voxel sizes and fields of view only, no voxel read.
+
+    Why apart from ``classify_pair``: a streamed micro-CT is read once for everything a run needs,
+    so the working image's block factors (which depend on the preset) must be known before any
+    voxel is read (``reading``); the Hounsfield test only adds words.
+    """
+    roles = ImageRoles.of(fixed, moving)
+    fov = roles.fine_fov_fraction
+    largest = max(roles.images[roles.fine].GetSpacing())
+    facts = (f"the {roles.fine} image's voxels are {largest:.3g} mm at most and {roles.ratio:.1f}x finer per axis "
+             f"than the {roles.coarse} image's, in {100 * fov:.2g}% of its field of view")
     if largest <= MICROCT_VOXEL_MM or (roles.ratio >= MICROCT_RATIO and fov <= MICROCT_FOV_FRACTION):
-        return "mri-microct-knee", f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
-    return "mri-ct", f"{facts}: a clinical CT and an MRI of similar coverage"
+        return "mri-microct-knee", facts
+    return "mri-ct", facts
 
 
 def in_hounsfield_units(image) -> bool:
-    """True for images whose darkest voxels sit near -1000 (air in HU) and whose brightest pass +300."""
-    array = sitk.GetArrayViewFromImage(pixels(image, 2_000_000))
+    """True for images whose darkest voxels sit near -1000 (air in HU) and whose brightest pass +300.
+
+    A streamed source is judged on the run's one preview (``io.sources.PREVIEW_VOXELS``), subsampled
+    below; a preview of its own would cost another pass over a multi-GB file.
+    """
+    array = sitk.GetArrayViewFromImage(pixels(image))
     step = max(1, int(round((array.size / 1_000_000) ** (1 / 3))))
     low, high = np.percentile(array[::step, ::step, ::step], [1.0, 99.9])
     return bool(-1200.0 <= low <= -500.0 and high > 300.0)

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from ..io.sources import VolumeSource
 from ..settings import DEFAULT_PRESET, RegistrationSettings, settings_for_preset, user_overrides
-from .auto_preset import classify_pair
+from .auto_preset import choose_preset, classify_pair
 from .planning import RegistrationPlan, plan_registration
 
 
@@ -48,3 +48,13 @@ def resolve_plan(
 def plan_for(fixed, moving, settings: RegistrationSettings) -> Tuple[RegistrationSettings, RegistrationPlan]:
     """``resolve_plan`` for a settings object: its preset and ``user_overrides(settings)``."""
     return resolve_plan(fixed, moving, settings.preset, user_overrides(settings))
+
+
+def settings_from_geometry(fixed, moving, settings: RegistrationSettings) -> RegistrationSettings:
+    """The settings ``plan_for`` resolves, without reading a voxel (``auto`` chooses from geometry).
+
+    Why: a streamed input is read once for every block average the run needs (``reading``), and
+    which averages those are depends on the preset.
+    """
+    preset = choose_preset(fixed, moving)[0] if settings.preset == "auto" else settings.preset
+    return settings_for_preset(preset, **user_overrides(settings))
