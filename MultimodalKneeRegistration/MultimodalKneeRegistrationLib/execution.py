@@ -9,8 +9,9 @@ machine: one thread for reductions and gradients, a fixed 2 for Powell's value-o
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import SimpleITK as sitk
 
@@ -50,6 +51,25 @@ def search_workers(execution) -> int:
     """Threads sharing the search's FFTs: ``number_of_threads`` when set (``--threads`` caps it), else
     every core up to 8. Each rotation's correlation is computed alone, so any count gives the same result."""
     return int(execution.number_of_threads or min(8, os.cpu_count() or 1))
+
+
+def parallel_map(work: Callable, items: list, workers: int, progress: Progress, message: str,
+                 batch: Optional[int] = None) -> list:
+    """``[work(item) for item in items]`` on ``workers`` threads, in order, reporting and honouring cancel
+    between batches (``batch`` items, default ``workers``) from the calling thread only: a Slicer progress
+    callback processes Qt events, which must not happen on another thread.
+
+    Why threads: numpy's FFTs and most array work, and SimpleITK filters, release the GIL. Each item is
+    computed alone, so any thread count gives the same list.
+    """
+    batch = batch or max(1, workers)
+    results: list = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for start in range(0, len(items), batch):
+            progress.check_cancel("during the initial search")
+            progress.report(start / max(1, len(items)), f"{message} ({start}/{len(items)})")
+            results.extend(pool.map(work, items[start:start + batch]))
+    return results
 
 
 def preparation_threads(execution) -> Optional[int]:

@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..execution import search_workers
+from ..execution import parallel_map, search_workers
 from ..geometry import (
     apply_matrix,
     image_center,
@@ -245,15 +245,14 @@ def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress
 
 
 def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):
-    """A short local optimisation of the best distinct poses; their (score, pose) pairs."""
+    """A short local optimisation of the best distinct poses (on the search's threads); their (score, pose) pairs."""
     refined: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
     correlated_ids = {id(candidate) for _, candidate in correlated}
     chosen = _distinct_poses(correlated + poses, _REFINE_CANDIDATES + len(correlated))
-    for number, (score, candidate) in enumerate(chosen):
-        progress.check_cancel("during the initial search")
-        report = progress.sub(number / len(chosen), (number + 1) / len(chosen))
-        polished = _pattern_refine(space, candidate, plan, report)
-        refined.append((space.scorer.score(polished), polished))
+    polished = parallel_map(lambda item: _pattern_refine(space, item[1], plan), chosen,
+                            search_workers(plan.execution), progress, "search: refining the best poses")
+    for (score, candidate), (polished_score, pose) in zip(chosen, polished):
+        refined.append((polished_score, pose))
         if id(candidate) in correlated_ids:
             # A correlated pose is already within a few mm and competes unrefined too (a gradient descent
             # once walked the porcine cube's 2.2 mm pose out to 21.5 mm). Grid poses do not: unrefined,
@@ -262,11 +261,12 @@ def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):
     return refined or poses[:1]
 
 
-def _pattern_refine(space, transform, plan, progress: Progress) -> sitk.VersorRigid3DTransform:
-    """The candidate refined by pattern search on the search's own scorer (``local_search``)."""
+def _pattern_refine(space, transform, plan) -> Tuple[float, sitk.VersorRigid3DTransform]:
+    """The candidate refined by pattern search on the search's own scorer (``local_search``), with its score."""
     matrix, _ = pattern_search(space.scorer.score_matrix, transform_to_matrix(transform), space.center,
-                               plan.search_spacing_mm, progress)
-    return rigid_from_matrix(matrix, space.center)
+                               plan.search_spacing_mm)
+    polished = rigid_from_matrix(matrix, space.center)
+    return space.scorer.score(polished), polished
 
 
 def foreground_centroid(image: sitk.Image) -> np.ndarray:

@@ -21,21 +21,19 @@ What each level scored and its covering radius are returned as ``LevelRecord`` f
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..execution import parallel_map
 from ..progress import Progress
 from .gradient_correlation import CorrelationCandidate, EdgeCorrelator, distinct_best
 from .rotations import local_covering_deg, local_grid
 
 #: How far (mm) around a kept pose a refinement level looks for the best shift.
 REACH_MM = 8.0
-#: Rotations correlated between two progress reports and cancel checks.
-_BATCH = 24
 
 
 @dataclass(frozen=True)
@@ -83,8 +81,8 @@ def search_levels(
     if not correlator.usable:
         return LevelOutcome([], [])
     whole = correlator.whole()
-    found = _parallel(lambda r: correlator.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
-                      "search: edge correlation over every orientation")
+    found = parallel_map(lambda r: correlator.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
+                         "search: edge correlation over every orientation", batch=24)
     found = _scored(found, score)
     levels = [LevelRecord("level 1 (every orientation)", len(rotations), covering_deg, spacing_mm, 1)]
     steps, keeps = search.level_steps_deg, search.level_keep
@@ -124,8 +122,7 @@ def _refine_level(correlator: EdgeCorrelator, kept, step_deg: float, score, work
             best.append(max(turned, key=lambda c: c.score))
         return best
 
-    refined = _parallel(around, list(kept), workers, progress, f"search: refining rotations {step_deg:g} deg apart",
-                        batch=max(1, workers))
+    refined = parallel_map(around, list(kept), workers, progress, f"search: refining rotations {step_deg:g} deg apart")
     return [c for group in refined for c in group]
 
 
@@ -137,17 +134,3 @@ def _scored(found, score) -> List[CorrelationCandidate]:
             if not np.isfinite(candidate.score):
                 candidate.score = float(score(candidate.matrix))
     return found
-
-
-def _parallel(work: Callable, items: list, workers: int, progress: Progress, message: str, batch: int = _BATCH):
-    """``[work(item) for item in items]`` on ``workers`` threads, in order, reporting and honouring
-    cancel between batches. Each item's result does not depend on the others, so any thread count
-    gives the same list."""
-    results: list = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for start in range(0, len(items), batch):
-            progress.check_cancel("during the initial search")
-            progress.report(start / max(1, len(items)), f"{message} ({start}/{len(items)})")
-            results.extend(pool.map(work, items[start:start + batch]))
-    return results
-

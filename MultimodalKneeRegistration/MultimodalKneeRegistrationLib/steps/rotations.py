@@ -139,7 +139,7 @@ def local_covering_deg(step_deg: float, probes: int = 20_000) -> float:
     axes = rng.normal(size=(probes, 3))
     axes /= np.linalg.norm(axes, axis=1, keepdims=True)
     angles = np.radians(2.0 * step_deg) * rng.random(probes) ** (1.0 / 3.0)
-    probe_quaternions = np.array([_quaternion(rotation_matrix(a * t)) for a, t in zip(axes, angles)])
+    probe_quaternions = np.hstack([np.cos(angles / 2.0)[:, None], np.sin(angles / 2.0)[:, None] * axes])
     tried = np.array([_quaternion(r) for r in local_grid(step_deg)])
     nearest = np.abs(probe_quaternions @ tried.T).max(axis=1)
     return float(2.0 * np.degrees(np.arccos(np.clip(nearest, -1.0, 1.0))).max())
