@@ -158,6 +158,12 @@ class CheckSettings:
     sure_edge_agreement: float = 0.85
     min_edge_lead: float = 0.0
     sure_edge_lead: float = 0.1
+    #: A competitor whose edges agree below ``min_edge_agreement`` and at least this much less than the
+    #: result's is a mutual-information look-alike, not a rival answer: the margin look then rests on the
+    #: edges (graded from this gap to 0.25 above it). Why: the coarse-to-fine search (issue 18) finds
+    #: more look-alikes; on cube1006 a right answer (1.3 mm) was refused on a 3 % margin over a pose
+    #: 113 mm away whose edges did not agree at all (lead 0.77).
+    look_alike_edge_gap: float = 0.25
     min_constraint: float = 0.012
     sure_constraint: float = 0.05
     max_polish_voxels: float = 2.5

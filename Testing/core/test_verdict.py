@@ -35,7 +35,8 @@ def test_sure_evidence_passes_every_look_with_full_confidence():
 
 
 @pytest.mark.parametrize("change, look, words", [
-    ({"margin": 0.05, "competitor_score": 0.38}, "margin_over_competitor", "40 mm and 170 deg away"),
+    ({"margin": 0.05, "competitor_score": 0.38, "competitor_edge_ncc": 0.70}, "margin_over_competitor",
+     "40 mm and 170 deg away"),
     ({"edge_ncc": 0.50}, "edge_agreement", "edges barely agree"),
     ({"competitor_edge_ncc": 0.97}, "edge_lead_over_competitor", "edges agree better with another pose"),
     ({"weakest_drop": 0.005}, "constraint", "do not pin the pose down"),
@@ -69,3 +70,24 @@ def test_without_a_search_the_competitor_looks_are_not_held_against_the_result()
     confidence, entries, failures = judge(alone, CHECKS, SPACING_MM)
     assert failures == [] and confidence == 1.0
     assert entries["margin_over_competitor"]["value"] is None and entries["margin_over_competitor"]["passed"]
+
+
+def test_a_small_margin_over_a_look_alike_whose_edges_do_not_agree_does_not_refuse():
+    """cube1006: a right answer 3 % above a pose 113 mm away whose edges did not agree (0.02 vs 0.80)."""
+    look_alike = replace(SURE, margin=0.034, competitor_score=0.467, score=0.484, edge_ncc=0.80,
+                         competitor_edge_ncc=0.02)
+    confidence, entries, failures = judge(look_alike, CHECKS, SPACING_MM)
+    assert failures == [] and entries["margin_over_competitor"]["passed"]
+    assert "look-alike" in entries["margin_over_competitor"]["limit"] and confidence > 0.5
+
+
+@pytest.mark.parametrize("change", [
+    {"competitor_edge_ncc": 0.62},  # the competitor's edges pass the floor: a rival answer
+    {"competitor_edge_ncc": 0.50, "edge_ncc": 0.70},  # only 0.20 apart: too close to call
+    {"margin": -0.02, "competitor_edge_ncc": 0.02},  # the competitor scores better
+])
+def test_a_small_margin_still_refuses_when_the_competitor_is_a_rival(change):
+    base = {"margin": 0.034, "competitor_score": 0.467, "score": 0.484, "edge_ncc": 0.80}
+    rival = replace(SURE, **{**base, **change})
+    _, entries, failures = judge(rival, CHECKS, SPACING_MM)
+    assert not entries["margin_over_competitor"]["passed"] and "ambiguous" in failures[0]

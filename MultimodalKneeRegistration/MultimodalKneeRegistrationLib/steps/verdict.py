@@ -36,11 +36,17 @@ def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], 
         "constraint": (evidence.weakest_drop, checks.min_constraint, checks.sure_constraint),
     }
     entries, failures = {}, []
+    look_alike = _competitor_is_look_alike(evidence, lead, checks)
     for name, (value, limit, _) in looks.items():
-        passed = value is None or value >= limit
+        passed = value is None or value >= limit or (name == "margin_over_competitor" and look_alike)
         entries[name] = _entry(value, f">= {limit:g}", passed)
         if not passed:
             failures.append(_sentence(name, evidence))
+    if look_alike:
+        gap, floor = checks.look_alike_edge_gap, checks.min_edge_agreement
+        entries["margin_over_competitor"]["limit"] += (f", or the competitor's edges below {floor:g} and {gap:g} "
+                                                       "below the result's (a look-alike)")
+        looks["margin_over_competitor"] = (lead, gap, gap + 0.25)
     polish_voxels = evidence.polish_shift_mm / spacing_mm
     converged = polish_voxels <= checks.max_polish_voxels
     entries["optimiser_converged"] = _entry(polish_voxels, f"<= {checks.max_polish_voxels:g} search voxels moved by "
@@ -51,6 +57,14 @@ def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], 
     grades.append(grade(-polish_voxels, -checks.max_polish_voxels, 0.0))
     confidence = min(grades)
     return round(confidence, 3), entries, failures
+
+
+def _competitor_is_look_alike(evidence, lead, checks) -> bool:
+    """True when the margin is too small to stand alone, the competitor scores below the result, and its
+    edges fail the floor by ``look_alike_edge_gap`` or more below the result's: no rival answer."""
+    if lead is None or evidence.margin is None or not 0 <= evidence.margin < checks.min_margin:
+        return False
+    return bool(evidence.competitor_edge_ncc < checks.min_edge_agreement and lead >= checks.look_alike_edge_gap)
 
 
 def _entry(value, limit: str, passed: bool) -> dict:
