@@ -45,6 +45,8 @@ def _median(rows: List[Dict[str, Any]], key: str) -> Optional[float]:
 
 def _group(raw: Dict[str, Any], row: Dict[str, Any]) -> str:
     spec = raw["cases"][row["case"]]["spec"]
+    if spec.get("look") == "microct":
+        return "cube, micro-CT look"
     if spec.get("label"):
         return "issue 15 cases"
     return f"cube, {spec['start_group']}" if spec["family"] == "cube" else spec["family"]
