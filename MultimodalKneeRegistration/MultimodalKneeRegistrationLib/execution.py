@@ -54,10 +54,11 @@ def search_workers(execution) -> int:
 
 
 def parallel_map(work: Callable, items: list, workers: int, progress: Progress, message: str,
-                 batch: Optional[int] = None) -> list:
+                 batch: Optional[int] = None, during: str = "during the initial search") -> list:
     """``[work(item) for item in items]`` on ``workers`` threads, in order, reporting and honouring cancel
     between batches (``batch`` items, default ``workers``) from the calling thread only: a Slicer progress
-    callback processes Qt events, which must not happen on another thread.
+    callback processes Qt events, which must not happen on another thread. ``during`` ends the
+    cancellation message ("registration cancelled during ...").
 
     Why threads: numpy's FFTs and most array work, and SimpleITK filters, release the GIL. Each item is
     computed alone, so any thread count gives the same list.
@@ -66,7 +67,7 @@ def parallel_map(work: Callable, items: list, workers: int, progress: Progress, 
     results: list = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for start in range(0, len(items), batch):
-            progress.check_cancel("during the initial search")
+            progress.check_cancel(during)
             progress.report(start / max(1, len(items)), f"{message} ({start}/{len(items)})")
             results.extend(pool.map(work, items[start:start + batch]))
     return results

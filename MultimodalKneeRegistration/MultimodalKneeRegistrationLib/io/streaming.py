@@ -22,7 +22,6 @@ import SimpleITK as sitk
 
 from ..errors import CancelledError
 from ..progress import ProgressCallback
-from ..steps.preprocessing import downsample
 from .block_average import BlockAverager, effective_factors
 from .headers import ImageHeader, PathLike, SpacingArg, read_header
 from .raw_slabs import RawSlabReader
@@ -84,6 +83,8 @@ def read_block_averages(
     header = header or read_header(path, series_uid, spacing, name)
     keys = [effective_factors(header.size, f) if header.GetDimension() == 3 else tuple(f) for f in factor_list]
     if not header.streamable:
+        from ..steps.preprocessing import downsample  # here only: the streamed path stays light to import
+
         whole = _read_whole(path, series_uid, spacing, header, name)
         return [downsample(whole, key) for key in keys]
     averagers = [BlockAverager(header.size, key, header.dtype) for key in keys]

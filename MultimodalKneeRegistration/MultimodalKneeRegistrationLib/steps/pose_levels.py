@@ -82,7 +82,8 @@ def search_levels(
         return LevelOutcome([], [])
     whole = correlator.whole()
     found = parallel_map(lambda r: correlator.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
-                         "search: edge correlation over every orientation", batch=24)
+                         "search: edge correlation over every orientation", batch=24,
+                         during="during the edge correlation")
     found = _scored(found, score)
     levels = [LevelRecord("level 1 (every orientation)", len(rotations), covering_deg, spacing_mm, 1)]
     steps, keeps = search.level_steps_deg, search.level_keep
@@ -122,7 +123,8 @@ def _refine_level(correlator: EdgeCorrelator, kept, step_deg: float, score, work
             best.append(max(turned, key=lambda c: c.score))
         return best
 
-    refined = parallel_map(around, list(kept), workers, progress, f"search: refining rotations {step_deg:g} deg apart")
+    refined = parallel_map(around, list(kept), workers, progress, f"search: refining rotations {step_deg:g} deg apart",
+                           during="during the edge correlation's refinement")
     return [c for group in refined for c in group]
 
 
