@@ -33,14 +33,23 @@ from .geometry import (
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
-from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
+from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, MICROCT_PRESET, PRESETS, RegistrationSettings
 from .steps.checks import check_result
 from .steps.evidence import gather_evidence
+from .steps.field_of_view import Cylinder, find_cylinder, with_padding_filled
+from .steps.field_of_view import describe as describe_cylinder
 from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
 from .steps.plan_resolution import plan_for
 from .steps.planning import RegistrationPlan
-from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
+from .steps.preprocessing import (
+    block_averaged,
+    crop_to_box,
+    shrink_factors_for_spacing,
+    validate_volume,
+    window_intensities,
+    working_image,
+)
 from .steps.reading import needs_reading, read_inputs
 from .steps.verdict import judge
 
@@ -56,6 +65,10 @@ class WorkingPair:
     other: sitk.Image
     #: True when ``sampled`` is the moving image (then results are inverted back at the end).
     swapped: bool
+    #: What preparing them found (a reconstruction cylinder), for the plan's explanation.
+    notes: Tuple[str, ...] = ()
+    #: The sampled image's reconstruction cylinder: every measure looks only inside it.
+    cylinder: Optional[Cylinder] = None
 
 
 def register(
@@ -97,7 +110,10 @@ def register(
         warnings = validate_volume(fixed, "fixed") + validate_volume(moving, "moving")
         progress.report(0.0, "planning resolution and field of view", force=True)
         settings, plan = plan_for(fixed, moving, settings)
-        work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08))
+        work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08),
+                                      find_reconstruction=settings.preset == MICROCT_PRESET)
+        for note in work.notes:
+            plan = plan.with_note(note)
         prepared = time.perf_counter() - began
         result, failures = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0))
         if failures and initial_transform is not None and plan.initialize_transform_mode == "search":
@@ -122,16 +138,28 @@ def refusal(result: RegistrationResult, failures: List[str]) -> RegistrationFail
     return error
 
 
-def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Progress) -> WorkingPair:
-    """Both inputs block-averaged by the plan's factors and windowed; the small field of view sampled."""
-    fixed_work = working_image(fixed, plan.fixed_shrink)
+def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Progress,
+                           find_reconstruction: bool = False) -> WorkingPair:
+    """Both inputs block-averaged by the plan's factors and windowed; the small field of view sampled.
+
+    With ``find_reconstruction`` (the micro-CT preset), the small image's reconstruction cylinder is
+    looked for (``steps.field_of_view``); when found, its padding takes the median inside value and
+    the pair carries the cylinder, so every measure can leave the outside out. A clinical CT's circle
+    of air is left as it is."""
+    swapped = plan.small_fov_image == "moving"
+    small, large = (moving, fixed) if swapped else (fixed, moving)
+    factors = (plan.moving_shrink, plan.fixed_shrink) if swapped else (plan.fixed_shrink, plan.moving_shrink)
+    small_block = block_averaged(small, factors[0])
+    cylinder = find_cylinder(small_block) if find_reconstruction else None
+    if cylinder is not None:
+        small_block = with_padding_filled(small_block, cylinder)
     progress.report(0.5, "preparing the working images")
     progress.check_cancel("while preparing the images")
-    moving_work = working_image(moving, plan.moving_shrink)
+    other = working_image(large, factors[1])
     progress.done("working images ready")
     progress.check_cancel("while preparing the images")
-    swapped = plan.small_fov_image == "moving"
-    return WorkingPair(moving_work, fixed_work, True) if swapped else WorkingPair(fixed_work, moving_work, False)
+    notes = () if cylinder is None else (describe_cylinder(cylinder, plan.small_fov_image),)
+    return WorkingPair(window_intensities(small_block), other, swapped, notes, cylinder)
 
 
 def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result, failures):

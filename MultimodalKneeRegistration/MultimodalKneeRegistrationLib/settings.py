@@ -33,6 +33,8 @@ TRANSFORM_STAGES = ("Rigid", "ScaleVersor3D", "Affine")
 OPTIMIZERS = ("Powell", "ConjugateGradientLineSearch", "RegularStepGradientDescent")
 #: The preset used when none is given: chosen from the images (``steps.auto_preset``).
 DEFAULT_PRESET = "auto"
+#: The preset for an MRI with a micro-CT (``auto`` picks it from the images; see ``steps.auto_preset``).
+MICROCT_PRESET = "mri-microct-knee"
 #: Engine names a user can choose (``--engine``, the Slicer panel; ``engines.engine_named``), the
 #: first the default. Here, not in ``engines``, so the Slicer shell reads them without SimpleITK.
 ENGINE_NAMES = ("SimpleITK", "BRAINSFit")
@@ -283,8 +285,8 @@ PRESETS = {
     "mri-ct": RegistrationSettings(
         preset="mri-ct", planning=PlanningBudgets(working_voxel_budget=400_000, max_working_spacing_mm=2.5)
     ),
-    "mri-microct-knee": RegistrationSettings(
-        preset="mri-microct-knee",
+    MICROCT_PRESET: RegistrationSettings(
+        preset=MICROCT_PRESET,
         choices=UserChoices(roi_margin_mm=10.0),
         planning=PlanningBudgets(max_working_spacing_mm=1.0, working_voxel_budget=2_000_000),
         optimizer=OptimizerSettings(number_of_iterations=40),

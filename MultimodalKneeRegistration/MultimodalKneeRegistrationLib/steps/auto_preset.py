@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io.sources import pixels
+from ..settings import MICROCT_PRESET
 from .roles import ImageRoles
 
 #: A fine image with voxels at most this big (mm) is a micro-CT whatever the other image is.
@@ -33,7 +34,7 @@ def classify_pair(fixed, moving) -> Tuple[str, str]:
     ct_words = [f"the {name} image stores Hounsfield units (air near -1000)"
                 for name, image in (("fixed", fixed), ("moving", moving)) if in_hounsfield_units(image)]
     facts += "; " + " and ".join(ct_words) if ct_words else ""
-    if choice == "mri-microct-knee":
+    if choice == MICROCT_PRESET:
         return choice, f"{facts}: a micro-CT (or a fine, small scan) inside a larger one"
     return choice, f"{facts}: a clinical CT and an MRI of similar coverage"
 
@@ -51,7 +52,7 @@ def choose_preset(fixed, moving) -> Tuple[str, str]:
     facts = (f"the {roles.fine} image's voxels are {largest:.3g} mm at most and {roles.ratio:.1f}x finer per axis "
              f"than the {roles.coarse} image's, in {100 * fov:.2g}% of its field of view")
     if largest <= MICROCT_VOXEL_MM or (roles.ratio >= MICROCT_RATIO and fov <= MICROCT_FOV_FRACTION):
-        return "mri-microct-knee", facts
+        return MICROCT_PRESET, facts
     return "mri-ct", facts
 
 

@@ -140,11 +140,14 @@ def working_image(image, factors: Sequence[int]) -> sitk.Image:
     (``block_averaged(factors)``: a file read in slabs, a Slicer volume node), so a micro-CT larger
     than memory never has to be held whole.
     """
+    return window_intensities(block_averaged(image, factors))
+
+
+def block_averaged(image, factors: Sequence[int]) -> sitk.Image:
+    """``image`` (or a source, see ``working_image``) block-averaged by ``factors`` as float32."""
     if hasattr(image, "block_averaged"):
-        block = replace_non_finite(image.block_averaged(factors))  # a NaN voxel spoils only its block
-    else:
-        block = downsample(replace_non_finite(image), factors)
-    return window_intensities(block)
+        return replace_non_finite(image.block_averaged(factors))  # a NaN voxel spoils only its block
+    return downsample(replace_non_finite(image), factors)
 
 
 def crop_to_box(image: sitk.Image, box: Box) -> sitk.Image:
