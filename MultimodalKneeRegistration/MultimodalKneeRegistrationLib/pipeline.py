@@ -69,6 +69,9 @@ class WorkingPair:
     notes: Tuple[str, ...] = ()
     #: The sampled image's reconstruction cylinder: every measure looks only inside it.
     cylinder: Optional[Cylinder] = None
+    #: ``cylinder`` on ``sampled``'s grid, less a rim of half a search voxel and one working voxel
+    #: (block averages there mix the padding in); None without a cylinder.
+    mask: Optional[sitk.Image] = None
 
 
 def register(
@@ -158,8 +161,12 @@ def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Prog
     other = working_image(large, factors[1])
     progress.done("working images ready")
     progress.check_cancel("while preparing the images")
-    notes = () if cylinder is None else (describe_cylinder(cylinder, plan.small_fov_image),)
-    return WorkingPair(window_intensities(small_block), other, swapped, notes, cylinder)
+    if cylinder is None:
+        return WorkingPair(window_intensities(small_block), other, swapped)
+    margin = plan.search_spacing_mm / 2.0 + max(small_block.GetSpacing())
+    return WorkingPair(window_intensities(small_block), other, swapped,
+                       (describe_cylinder(cylinder, plan.small_fov_image),), cylinder,
+                       cylinder.mask_on(small_block, margin))
 
 
 def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result, failures):
@@ -187,7 +194,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     start_internal = inverse_transform(start) if work.swapped else start
     progress.report(0.0, f"initialising ({plan.initialize_transform_mode})", force=True)
     initial_internal, init_stage, search = initialise(work.sampled, work.other, start_internal, plan,
-                                                      progress.sub(0.0, 0.3))
+                                                      progress.sub(0.0, 0.3), work.mask)
     timings["initialize"] = time.perf_counter() - tick
     other, plan = crop_other(work.sampled, work.other, initial_internal, plan)
     metric = _MetricReport(work.sampled, other, plan)

@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import index_to_physical_matrix, physical_box, rotation_angle_deg
+from ..geometry import apply_matrix, index_to_physical_matrix, physical_box, rotation_angle_deg
 from .preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
@@ -71,7 +71,8 @@ class EdgeCorrelator:
     LPS box: a turned MRI's box is up to 2.5x larger, and the FFTs paid for its empty corners.
     """
 
-    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float) -> None:
+    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float,
+                 mask: Optional[sitk.Image] = None) -> None:
         self.spacing = spacing_mm
         self.edges, self.origin, self.direction = _own_axes_grid(edge_map(large, spacing_mm), spacing_mm)
         self.small_edges = edge_map(small, spacing_mm)
@@ -80,9 +81,13 @@ class EdgeCorrelator:
         # The template is the ball inscribed in the small image: it looks the same under every
         # rotation, so the large map's local sums under it are computed once per window. Inscribed in
         # the image's own grid, not in its axis-aligned box: for an oblique micro-CT the box's ball
-        # reaches past the image, and the empty margin it took in spoiled the correlation.
+        # reaches past the image, and the empty margin it took in spoiled the correlation. With a
+        # ``mask`` (a micro-CT's reconstruction cylinder) the ball also stays two edge-map voxels
+        # inside it: the rim's edge is the strongest in the image and has no match in the other.
         extent = np.array(self.small_edges.GetSize(), dtype=float) * np.array(self.small_edges.GetSpacing())
         radius = float(extent.min()) / 2.0
+        if mask is not None:
+            radius = min(radius, _reach_inside(mask, self.small_edges, self.center) - 2.0 * spacing_mm)
         self.side = int(np.ceil(2.0 * radius / spacing_mm)) | 1  # odd: a centre voxel
         offsets = (np.arange(self.side) - (self.side - 1) / 2.0) * spacing_mm
         squared = offsets[:, None, None] ** 2 + offsets[None, :, None] ** 2 + offsets[None, None, :] ** 2
@@ -149,6 +154,16 @@ def distinct_best(found: Sequence[CorrelationCandidate], center: np.ndarray, cou
         if len(chosen) == count:
             break
     return chosen
+
+
+def _reach_inside(mask: sitk.Image, grid: sitk.Image, center: np.ndarray) -> float:
+    """How far (mm) from ``center`` the nearest voxel of ``grid`` outside ``mask`` lies."""
+    on_grid = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    outside = np.argwhere(sitk.GetArrayViewFromImage(on_grid) == 0)[:, ::-1].astype(np.float64)
+    if len(outside) == 0:
+        return np.inf
+    points = apply_matrix(index_to_physical_matrix(grid), outside)
+    return float(np.linalg.norm(points - center, axis=1).min())
 
 
 def _fast_size(n: int) -> int:

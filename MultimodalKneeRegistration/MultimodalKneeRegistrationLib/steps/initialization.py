@@ -65,14 +65,15 @@ class SearchOutcome:
     levels: List[LevelRecord] = field(default_factory=list)
 
 
-def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress
-               ) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
+def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress,
+               mask: Optional[sitk.Image] = None) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
     """The starting pose (sampled -> other) for the engine, by the plan's initialisation mode, its
-    stage record, and the search's outcome (None without a search)."""
+    stage record, and the search's outcome (None without a search); the search scores only inside
+    ``mask`` (over ``sampled``) when given."""
     tick = time.perf_counter()
     mode = plan.initialize_transform_mode
     if mode == "search":
-        outcome = search_start_pose(sampled, other, start, plan, progress)
+        outcome = search_start_pose(sampled, other, start, plan, progress, mask)
         return outcome.transform, StageResult(
             "Initialize (search)", outcome.candidates_scored, outcome.description, np.nan,
             time.perf_counter() - tick,
@@ -96,12 +97,15 @@ def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, pl
 class PoseSpace:
     """The search's images at the search spacing, its scorer, and poses built around the start."""
 
-    def __init__(self, sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, spacing_mm: float) -> None:
+    def __init__(self, sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, spacing_mm: float,
+                 mask: Optional[sitk.Image] = None) -> None:
         self.small = downsample(sampled, shrink_factors_for_spacing(sampled.GetSpacing(), spacing_mm))
         self.large = downsample(other, shrink_factors_for_spacing(other.GetSpacing(), spacing_mm))
-        self.scorer = MutualInformationScorer(self.small, self.large)
+        #: Where ``sampled`` holds anatomy (a micro-CT's reconstruction cylinder; None: everywhere).
+        self.mask = mask
+        self.scorer = MutualInformationScorer(self.small, self.large, mask=mask)
         # The same score on a quarter of the points: ranks the hundreds of grid poses, the full one the best.
-        self.quick = MutualInformationScorer(self.small, self.large, max_points=QUICK_POINTS)
+        self.quick = MutualInformationScorer(self.small, self.large, max_points=QUICK_POINTS, mask=mask)
         self.start = start
         self.start_matrix = transform_to_matrix(start)
         self.start_inverse = np.linalg.inv(self.start_matrix)
@@ -123,7 +127,8 @@ class PoseSpace:
 
 
 def search_start_pose(
-    sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Optional[Progress] = None
+    sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Optional[Progress] = None,
+    mask: Optional[sitk.Image] = None,
 ) -> SearchOutcome:
     """Find a pose (``sampled`` -> ``other``) in the capture range of the final optimiser.
 
@@ -134,7 +139,7 @@ def search_start_pose(
     """
     progress = progress or Progress()
     began = time.perf_counter()
-    space = PoseSpace(sampled, other, start, plan.search_spacing_mm)
+    space = PoseSpace(sampled, other, start, plan.search_spacing_mm, mask)
     kept, start_score, scored, positions = _search_positions(space, plan, progress.sub(0.0, 0.1))
     correlated, levels = _correlated_poses(sampled, other, space, plan, progress.sub(0.1, 0.5))
     # The correlation tries every rotation at every position at once: scoring the rotations again at a
@@ -236,7 +241,7 @@ def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress
     spacing = correlation_spacing(sampled, other, plan.search_spacing_mm)
     outcome = search_levels(sampled, other, rotations, spacing, plan.search, covering_radius_deg(plan.search),
                             score=space.quick.score_matrix, workers=search_workers(plan.execution),
-                            progress=progress)
+                            progress=progress, mask=space.mask)
     correlated = []
     for found in outcome.candidates:
         candidate = rigid_from_matrix(found.matrix, space.center)

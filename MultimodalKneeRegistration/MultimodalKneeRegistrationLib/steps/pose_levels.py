@@ -69,15 +69,16 @@ def search_levels(
     score: Optional[Callable[[np.ndarray], float]] = None,
     workers: int = 1,
     progress: Optional[Progress] = None,
+    mask: Optional[sitk.Image] = None,
 ) -> LevelOutcome:
     """Level 1 over ``rotations`` (whole field), then ``search.level_steps_deg`` refinement levels.
 
     ``score(matrix)`` (higher is better) ranks poses beside the edge correlation; ``workers``
     threads share the FFTs (numpy releases the GIL there). ``covering_deg`` is the covering radius of
-    ``rotations``, for the record.
+    ``rotations``, for the record. ``mask`` (over ``small``) keeps the edge template inside it.
     """
     progress = progress or Progress()
-    correlator = EdgeCorrelator(small, large, spacing_mm)
+    correlator = EdgeCorrelator(small, large, spacing_mm, mask)
     if not correlator.usable:
         return LevelOutcome([], [])
     whole = correlator.whole()
