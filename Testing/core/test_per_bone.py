@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.bones.blended_field import blended_displacement_field
+from MultimodalKneeRegistrationLib.bones.bone_verdict import BoneVerdict
 from MultimodalKneeRegistrationLib.bones.masks import (
     BoneLabels,
     bone_labels_from_image,
     load_bone_labels,
     segment_bones,
 )
-from MultimodalKneeRegistrationLib.bones.per_bone import register_per_bone
+from MultimodalKneeRegistrationLib.bones.per_bone import _bone_result, _warnings, register_per_bone
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
 from MultimodalKneeRegistrationLib.pipeline import register
@@ -78,13 +79,33 @@ def test_each_bone_and_the_flexion_change_are_recovered(flexed):
         assert rotation <= 1.0, f"{bone.name}: {rotation:.2f} deg"
         assert bone.metric_after < bone.metric_before
         assert bone.transform.GetName() == "VersorRigid3DTransform"
+        assert bone.passed and bone.status == "ok" and not bone.failures, bone.failures
     assert per_bone.relative_rotation_deg("femur", "tibia") == pytest.approx(FLEXION_DEG, abs=1.0)
     assert per_bone.relative_rotation_deg("femur", "patella") < 1.0
     report = json.loads(json.dumps(per_bone.to_dict()))
     pairs = {tuple(r["bones"]): r for r in report["relative_rotations"]}
     assert pairs[("femur", "tibia")]["rotation_deg"] == pytest.approx(FLEXION_DEG, abs=1.0)
     assert abs(pairs[("femur", "tibia")]["axis_lps"][0]) > 0.95  # the knee axis is the x axis
+    assert all(b["status"] == "ok" and 0 < b["confidence"] <= 1 for b in report["bones"])
     assert not per_bone.warnings
+
+
+def test_a_bone_that_fails_its_verdict_keeps_the_whole_volume_transform(flexed):
+    """Refused like a whole-volume result: the whole-volume pose stands in and the refused pose is reported;
+    with fail_on_sanity_check off the bone's own pose is kept with a warning."""
+    _, _, whole, per_bone = flexed
+    bone = per_bone.bone("tibia")
+    whole_matrix = transform_to_matrix(whole.transform)
+    verdict = BoneVerdict(False, 0.0, ["the edges barely agree"])
+    outcome = {"matrix": transform_to_matrix(bone.transform), "centroid": bone.centroid_lps, "before": -0.7,
+               "after": -1.0, "stop": "", "iterations": 3, "verdict": verdict}
+    refused = _bone_result("tibia", 2, outcome, whole_matrix, False, whole_matrix, 1.0, refuse=True)
+    assert refused.status == "refused" and refused.metric_after == -0.7
+    assert np.allclose(transform_to_matrix(refused.transform), whole_matrix, atol=1e-6)
+    assert np.allclose(refused.to_dict()["refused_matrix_lps_fixed_to_moving"], outcome["matrix"], atol=1e-6)
+    kept = _bone_result("tibia", 2, outcome, whole_matrix, False, whole_matrix, 1.0, refuse=False)
+    assert kept.status == "failed-checks" and np.allclose(transform_to_matrix(kept.transform), outcome["matrix"])
+    assert ["refused" in w for w in _warnings([refused, kept])] == [True, False]
 
 
 def test_blended_field_moves_each_bone_rigidly(flexed):
