@@ -32,6 +32,9 @@ from .masks import mask_bounding_points
 MOVING_MARGIN_MM = 30.0
 #: Rotations (deg) tried about each bone's centre before optimising (flexion changes of 10-30 deg).
 SEARCH_ANGLES_DEG = (-20.0, -10.0, 0.0, 10.0, 20.0)
+#: The tried rotations (deg about x, y, z): every combination within the largest angle overall (33).
+ROTATIONS_DEG = tuple(angles for angles in itertools.product(SEARCH_ANGLES_DEG, repeat=3)
+                      if np.linalg.norm(angles) <= max(SEARCH_ANGLES_DEG) + 1e-6)
 #: Working voxels a bone's region may have: enough that the budget never coarsens it, so it is planned
 #: at the images' own resolution (the coarser image's finest axis). At the whole-volume plan's budget
 #: the porcine bone was prepared at ~2.5 mm and its masked optimum wandered 2.1 mm from the whole-volume
@@ -85,14 +88,7 @@ def register_bone(sampled, other, mask, core, start: np.ndarray, settings, progr
     ranked = _rotated_starts(space, start, centroid)
     progress.check_cancel("while searching a bone's start pose")
     starts = [c for _, c in ranked[:REFINED_STARTS]] + [start_rigid]
-    endpoints = []
-    for number, candidate in enumerate(starts):
-        part = progress.sub(0.9 * number / len(starts), 0.9 * (number + 1) / len(starts))
-        part.report(0.0, f"{name}: start {number + 1} of {len(starts)}", force=True)
-        try:
-            endpoints.append(engine.run(sampled_work, other_work, candidate, plan, part, mask=mask))
-        except RegistrationFailedError:  # the bone left the other image's crop from this start
-            continue
+    endpoints = _endpoints(engine, space, starts, plan, progress.sub(0.0, 0.9), name)
     metric = _MaskedMetric(space, plan)
     before = metric.value(start_rigid)
     scored = sorted(((metric.value(e.transform), n, e) for n, e in enumerate(endpoints)), key=lambda t: t[:2])
@@ -110,19 +106,28 @@ def register_bone(sampled, other, mask, core, start: np.ndarray, settings, progr
             "iterations": sum(max(0, s.iterations) for s in stages), "verdict": verdict}
 
 
+def _endpoints(engine: RegistrationEngine, space: BoneSpace, starts, plan, progress: Progress, name: str) -> list:
+    """The engine's output from each start, with the bone's mask (a start it cannot run from is left out)."""
+    endpoints = []
+    for number, (candidate, part) in enumerate(zip(starts, progress.split(len(starts)))):
+        part.report(0.0, f"{name}: start {number + 1} of {len(starts)}", force=True)
+        try:
+            endpoints.append(engine.run(space.sampled, space.other, candidate, plan, part, mask=space.mask))
+        except RegistrationFailedError:  # the bone left the other image's crop from this start
+            continue
+    return endpoints
+
+
 def _bone_verdict(space: BoneSpace, competitors, start, found, before, after, plan, settings) -> BoneVerdict:
     """The one call that judges a bone (see ``bone_verdict``)."""
     return bone_verdict(space, competitors, start, found, before, after, plan, settings.checks)
 
 
 def _rotated_starts(space: BoneSpace, start: np.ndarray, centroid: np.ndarray) -> List[Tuple[float, sitk.Transform]]:
-    """The start turned about the bone's centre by ``SEARCH_ANGLES_DEG`` per axis (within the largest
-    angle overall), with their masked scores, best first."""
-    candidates = [
-        rigid_from_matrix(turned_about(start, np.radians(angles), centroid), centroid)
-        for angles in itertools.product(SEARCH_ANGLES_DEG, repeat=3)
-        if np.linalg.norm(angles) <= max(SEARCH_ANGLES_DEG) + 1e-6
-    ]
+    """The start turned about the bone's centre by each of ``ROTATIONS_DEG``, with their masked scores,
+    best first."""
+    candidates = [rigid_from_matrix(turned_about(start, np.radians(angles), centroid), centroid)
+                  for angles in ROTATIONS_DEG]
     return sorted(((space.scorer.score(c), c) for c in candidates), key=lambda item: -item[0])
 
 
@@ -146,7 +151,7 @@ def _prepared(sampled, other, mask, start: np.ndarray, settings):
         working_voxel_budget=budget, max_working_spacing_mm=_finest(sampled, other),
         shrink_factors=tuple(f for f, _ in PYRAMID), smoothing_sigmas_mm=tuple(g for _, g in PYRAMID))
     plan = plan_registration(sampled_crop, other_crop, bone_settings).with_initialization(
-        "Off", f"The bone starts from the whole-volume pose and {len(SEARCH_ANGLES_DEG) ** 3} rotations about "
+        "Off", f"The bone starts from the whole-volume pose and {len(ROTATIONS_DEG)} rotations about "
                f"its centre within {max(SEARCH_ANGLES_DEG):g} deg; the metric samples inside its mask.")
     return working_image(sampled_crop, plan.fixed_shrink), working_image(other_crop, plan.moving_shrink), plan
 

@@ -123,7 +123,8 @@ class PerBoneResult:
 
     def summary(self) -> str:
         lines = [f"{b.name}: {b.rotation_from_whole_deg:.1f} deg / {b.shift_from_whole_mm:.1f} mm from the "
-                 f"whole-volume result, metric {b.metric_before:.4f} -> {b.metric_after:.4f}" for b in self.bones]
+                 f"whole-volume result, metric {b.metric_before:.4f} -> {b.metric_after:.4f}, {_verdict_words(b)}"
+                 for b in self.bones]
         lines += [f"{r['bones'][1]} relative to {r['bones'][0]}: rotated {r['rotation_deg']:.1f} deg"
                   for r in self.relative_rotations()]
         return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
@@ -140,6 +141,13 @@ class PerBoneResult:
             ],
             "warnings": list(self.warnings),
         }
+
+
+def _verdict_words(bone: BoneResult) -> str:
+    """The bone's verdict in a few words for ``summary`` (the sentences are among the warnings)."""
+    confidence = "" if bone.confidence is None else f" (confidence {bone.confidence:.2f})"
+    return {"ok": "passed its checks", "refused": "REFUSED: whole-volume transform kept",
+            "failed-checks": "FAILED its checks, kept as asked"}[bone.status] + confidence
 
 
 def relative_motion(first: sitk.Transform, second: sitk.Transform) -> Dict[str, Any]:
