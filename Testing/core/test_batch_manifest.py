@@ -3,10 +3,14 @@ relative paths from the manifest's folder, safe and distinct output folders."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from batch_test_helpers import run_batch_cli, write_manifest
 from MultimodalKneeRegistrationLib.batch.columns import option_arguments, register_columns
-from MultimodalKneeRegistrationLib.batch.manifest import read_manifest, safe_folder_name
+from MultimodalKneeRegistrationLib.batch.manifest import SETTINGS_NAME, read_manifest, safe_folder_name
+from MultimodalKneeRegistrationLib.cli import build_parser, settings_from_args
+from MultimodalKneeRegistrationLib.cli_options import settings_from_file
 from MultimodalKneeRegistrationLib.errors import InputError
 
 
@@ -46,15 +50,39 @@ def test_relative_paths_resolve_against_the_manifest_folder_not_the_working_fold
     inputs = dict(job.inputs)
     assert inputs == {"fixed": str(images / "ct.nrrd"), "moving": str(images / "mr.nrrd"),
                       "initial_transform": str(images / "init.tfm")}
-    assert job.register_argv("OUT")[:4] == ["register", inputs["fixed"], inputs["moving"], "--output-dir=OUT"]
-    assert set(job.arguments) == {f"--initial-transform={images / 'init.tfm'}", "--per-bone", "--init-mode=Off"}
+    assert job.register_argv("OUT")[:5] == ["register", inputs["fixed"], inputs["moving"], "--output-dir=OUT",
+                                            f"--settings-from={Path('OUT') / SETTINGS_NAME}"]
+    assert set(job.arguments) == {f"--initial-transform={images / 'init.tfm'}", "--per-bone"}
+    # Settings columns become the pair's settings (handed over as a file), the rest stay flags.
+    assert job.settings.choices.initialize_transform_mode == "Off"
+    assert job.settings.overrides == ("initialize_transform_mode",)
+    assert dict(job.cells) == {"per_bone": "true", "init_mode": "Off"}
+    # The resume key is the cells as written, as before the settings were handed over as a file: the
+    # records of pairs finished before then still match, so they are skipped, not run again.
+    assert job.options_key() == {"per_bone": "true", "init_mode": "Off", "initial_transform": "(file, see checksums)"}
+
+
+def test_the_pair_gets_the_settings_the_command_line_would_give(images, tmp_path):
+    """One mapping from options to settings: a row's settings equal ``register``'s for the same flags, and
+    the file the pair reads with --settings-from gives them back."""
+    manifest = write_manifest(images / "m.csv", [{"id": "k1", "fixed": "ct.nrrd", "moving": "mr.nrrd",
+                                                  "preset": "fast-preview", "seed": "-3", "threads": "2",
+                                                  "stages": "Rigid,Affine", "no_fail_on_sanity": "x"}])
+    (job,) = read_manifest(manifest)
+    flags = ["--preset=fast-preview", "--seed=-3", "--threads=2", "--stages=Rigid,Affine", "--no-fail-on-sanity"]
+    args = build_parser().parse_args(["register", "f", "m", "--output-dir=o", *flags])
+    assert job.settings == settings_from_args(args)
+    assert job.arguments == ()
+    path = job.write_settings(tmp_path)
+    assert settings_from_file(path) == job.settings
+    assert job.settings.execution.deterministic is False and not job.settings.checks.fail_on_sanity_check
 
 
 def test_semicolon_manifest_with_a_byte_order_mark_is_read(images):
     manifest = images / "excel.csv"
     manifest.write_text("\ufeffid;fixed;moving;preset\nk1;ct.nrrd;mr.nrrd;fast-preview\n", encoding="utf-8")
     (job,) = read_manifest(manifest)
-    assert job.pair_id == "k1" and job.arguments == ("--preset=fast-preview",)
+    assert job.pair_id == "k1" and job.arguments == () and job.settings.preset == "fast-preview"
 
 
 def test_every_manifest_problem_is_reported_at_once(images):

@@ -1,8 +1,10 @@
-"""Manifest columns <-> ``register`` options, read from the real ``register`` parser.
+"""Manifest columns <-> ``register`` options, read from the real ``register`` parser's options.
 
 Why: a manifest column is a ``register`` option for one pair, so the list of allowed columns must
 be the command line's own: a hand copy would drift the day an option is added. The batch owns the
-output folder and the log level, so those options are not columns.
+output folder and the log level, so those options are not columns. A cell is read by its option's
+own type and choices (``Column.value``); the columns that set registration settings are those of
+``cli_options.SETTINGS_OPTIONS`` (and ``preset``, ``settings_from``), turned into settings there.
 
 Example:
     >>> columns = register_columns()
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from ..cli_options import SETTINGS_OPTIONS, register_parser
 
 #: Required columns: the pair's name and its two images (``register``'s positionals).
 REQUIRED = ("id", "fixed", "moving")
@@ -33,16 +37,30 @@ class Column:
     name: str
     flag: str
     takes_value: bool
+    #: The option's conversion of its text (argparse ``type``; None: the text) and its allowed values.
+    kind: Optional[Callable[[str], Any]] = None
+    choices: Optional[Tuple[Any, ...]] = None
 
+    @property
+    def is_setting(self) -> bool:
+        """True for the columns that set registration settings (handed to the pair as its settings)."""
+        return self.name in SETTINGS_OPTIONS or self.name in ("preset", "settings_from")
 
-def register_parser() -> argparse.ArgumentParser:
-    """The ``register`` sub-command's parser from ``cli.build_parser()`` (imported late: cli imports us)."""
-    from ..cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices["register"]
-    raise RuntimeError("the knee-register parser has no 'register' command")
+    def value(self, text: str) -> Any:
+        """The cell as the option's value; ``ValueError`` in the parser's words when it is not one."""
+        if not self.takes_value:
+            return switch_value(text)
+        try:
+            value = self.kind(text) if self.kind is not None else text
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"argument {self.flag}: {error}") from None
+        except (TypeError, ValueError):
+            raise ValueError(f"argument {self.flag}: invalid {getattr(self.kind, '__name__', 'value')} value: "
+                             f"{text!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"argument {self.flag}: invalid choice: {value!r} (choose from "
+                             f"{', '.join(map(repr, self.choices))})")
+        return value
 
 
 def column_name(header: str) -> str:
@@ -59,7 +77,8 @@ def register_columns(parser: Optional[argparse.ArgumentParser] = None) -> Dict[s
         if not long_flags or action.dest in BATCH_OWNED:
             continue
         flag = max(long_flags, key=len)
-        columns[column_name(flag)] = Column(column_name(flag), flag, action.nargs != 0)
+        choices = tuple(action.choices) if action.choices is not None else None
+        columns[column_name(flag)] = Column(column_name(flag), flag, action.nargs != 0, action.type, choices)
     return columns
 
 

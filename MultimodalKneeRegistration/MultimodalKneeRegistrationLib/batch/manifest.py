@@ -1,8 +1,11 @@
 """The cohort manifest: one CSV row per pair, checked completely before any registration starts.
 
 Why: on a cohort, a typo found after three hours (a missing file on row 212, two rows writing the
-same folder) costs the night. Every row is therefore checked up front, with the real ``register``
-parser and the real settings validation, and every problem is reported in ONE message.
+same folder) costs the night. Every row is therefore checked up front, each cell by its ``register``
+option's own type and choices, the settings columns turned into a ``RegistrationSettings`` (the
+command line's own ``cli_options.settings_from_options``) that must survive ``from_dict``, and every
+problem is reported in ONE message. A pair's process gets those settings as a file
+(``--settings-from``), so it runs exactly what was checked; the other options stay flags.
 
 Columns: ``id``, ``fixed``, ``moving``; optionally any ``register`` option named after its flag
 (``initial_transform``, ``segmentation``, ``per_bone``, ``preset``, ``init_mode``, ...). Relative
@@ -11,36 +14,31 @@ safe version of it, and two ids that give the same folder are refused.
 
 Example:
     >>> jobs = read_manifest("cohort.csv")
-    >>> jobs[0].register_argv("out/.knee01.partial")[:3]
-    ['register', '/data/knee01/CT.nrrd', '/data/knee01/MR']
+    >>> jobs[0].register_argv("out/.knee01.partial")[:5]
+    ['register', '/data/knee01/CT.nrrd', '/data/knee01/MR', '--output-dir=out/.knee01.partial',
+     '--settings-from=out/.knee01.partial/batch_settings.json']
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
+import json
 import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
+from ..cli_options import settings_from_options
 from ..errors import InputError
-from .columns import (
-    PATH_COLUMNS,
-    REQUIRED,
-    Column,
-    allowed_columns,
-    column_name,
-    option_arguments,
-    register_columns,
-    register_parser,
-    switch_value,
-)
+from ..settings import RegistrationSettings
+from .columns import PATH_COLUMNS, REQUIRED, Column, allowed_columns, column_name, option_arguments, register_columns
 
 #: Folder names the batch writes itself, and names Windows cannot hold.
 RESERVED = {"index.html", "summary.csv", ".batch.lock", "con", "prn", "aux", "nul"}
+#: The pair's settings, written into its folder for its process (``--settings-from``) and kept there.
+SETTINGS_NAME = "batch_settings.json"
 MAX_LISTED_PROBLEMS = 12
 
 
@@ -53,29 +51,35 @@ class PairJob:
     row: int
     #: (column, absolute path) for fixed, moving and any path option, in manifest order.
     inputs: Tuple[Tuple[str, str], ...]
-    #: (column, value) for the other options; switches hold "true".
-    settings: Tuple[Tuple[str, str], ...]
-    #: ``register`` options (not FIXED, MOVING or --output-dir), e.g. ``("--preset=fast-preview",)``.
+    #: (column, value) for the other options, as written in the manifest; switches hold "true".
+    cells: Tuple[Tuple[str, str], ...]
+    #: ``register`` options that are not settings (not FIXED, MOVING or --output-dir), e.g. ``("--per-bone",)``.
     arguments: Tuple[str, ...]
+    #: The pair's ``RegistrationSettings`` as ``to_dict``'s JSON (the row's settings columns applied).
+    settings_json: str = ""
+
+    @property
+    def settings(self) -> RegistrationSettings:
+        return RegistrationSettings.from_dict(json.loads(self.settings_json))
+
+    def write_settings(self, folder: Union[str, Path]) -> Path:
+        """Write the pair's settings file into ``folder`` (before its process starts); return its path."""
+        path = Path(folder) / SETTINGS_NAME
+        path.write_text(self.settings_json, encoding="utf-8")
+        return path
 
     def register_argv(self, output_dir: Union[str, Path]) -> List[str]:
-        """The ``register`` command line of this pair, writing into ``output_dir``."""
+        """The ``register`` command line of this pair, writing into ``output_dir`` (which holds its settings)."""
         paths = dict(self.inputs)
-        return ["register", paths["fixed"], paths["moving"], f"--output-dir={output_dir}", *self.arguments]
+        return ["register", paths["fixed"], paths["moving"], f"--output-dir={output_dir}",
+                f"--settings-from={Path(output_dir) / SETTINGS_NAME}", *self.arguments]
 
     def options_key(self) -> Dict[str, str]:
-        """The options as recorded for resume: values, with path options standing for their checksums."""
-        key = dict(self.settings)
+        """The options as recorded for resume: the cells as written, with path options standing for their
+        checksums (not the settings they give: a record then means the same across versions)."""
+        key = dict(self.cells)
         key.update({name: "(file, see checksums)" for name, _ in self.inputs if name not in REQUIRED})
         return key
-
-
-class _ParserError(Exception):
-    pass
-
-
-def _raise_parser_error(message: str) -> None:
-    raise _ParserError(message)
 
 
 def safe_folder_name(pair_id: str) -> str:
@@ -139,12 +143,11 @@ def _path_problem(name: str, path: str) -> str:
     return "" if os.path.isfile(path) else f"{name} '{path}' is not a file"
 
 
-def _row_job(line: int, cells: Dict[str, str], columns: Dict[str, Column], base: Path,
-             parser: argparse.ArgumentParser) -> Tuple[PairJob, List[str]]:
+def _row_job(line: int, cells: Dict[str, str], columns: Dict[str, Column], base: Path) -> Tuple[PairJob, List[str]]:
     """The job of one row and the problems found in it (empty cells leave the option at its default)."""
     pair_id = cells.get("id", "")
     problems = [] if pair_id else ["no id"]
-    inputs, settings = [], []
+    inputs, written, values = [], [], {}
     for name, value in cells.items():
         if name == "id" or (not value and name not in REQUIRED):
             continue
@@ -152,31 +155,37 @@ def _row_job(line: int, cells: Dict[str, str], columns: Dict[str, Column], base:
             path = _resolve(value, base) if value else ""
             problems.append(_path_problem(name, path) if value else f"no {name} image")
             inputs.append((name, path))
-        elif columns[name].takes_value:
-            settings.append((name, value))
-        elif switch_value(value) is None:
+            continue
+        try:
+            values[name] = columns[name].value(value)
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if values[name] is None:
             problems.append(f"{name} is {value!r}; write yes or no")
-        elif switch_value(value):
-            settings.append((name, "true"))
-    options = tuple(option_arguments(tuple(i for i in inputs if i[0] not in REQUIRED) + tuple(settings),
-                                     columns))
-    job = PairJob(pair_id, safe_folder_name(pair_id), line, tuple(inputs), tuple(settings), options)
+        elif values[name] is not False:
+            written.append((name, value if columns[name].takes_value else "true"))
+    runs = tuple(i for i in inputs if i[0] not in REQUIRED) + tuple(c for c in written if not columns[c[0]].is_setting)
+    job = PairJob(pair_id, safe_folder_name(pair_id), line, tuple(inputs), tuple(written),
+                  tuple(option_arguments(runs, columns)))
     if not any(problems):
-        problems.append(_option_problem(job, parser))
+        settings_json, problem = _settings_of(values, columns)
+        job = PairJob(job.pair_id, job.folder, job.row, job.inputs, job.cells, job.arguments, settings_json)
+        problems.append(problem)
     return job, [f"row {line}: {p}" for p in problems if p]
 
 
-def _option_problem(job: PairJob, parser: argparse.ArgumentParser) -> str:
-    """What the real ``register`` parser and settings validation say about the row ('' if nothing)."""
-    from ..cli import settings_from_args
-
+def _settings_of(values: Dict[str, Any], columns: Dict[str, Column]) -> Tuple[str, str]:
+    """(the row's settings as JSON, '') or ('', what is wrong with them): the settings columns through
+    the command line's own ``settings_from_options``, checked to come back whole from ``from_dict``."""
     try:
-        settings_from_args(parser.parse_args(job.register_argv("unused")[1:]))
-    except _ParserError as error:
-        return str(error)
+        settings = settings_from_options({k: v for k, v in values.items() if columns[k].is_setting})
+        data = settings.to_dict()
+        if RegistrationSettings.from_dict(data) != settings:
+            return "", "its settings do not survive a round trip through their JSON (a bug: report it)"
     except InputError as error:
-        return error.what
-    return ""
+        return "", error.what
+    return json.dumps(data, indent=1, sort_keys=True), ""
 
 
 def _collisions(jobs: List[PairJob]) -> List[str]:
@@ -210,16 +219,13 @@ def read_manifest(path: Union[str, Path]) -> List[PairJob]:
         problems.append("it lists no pairs (only a header)")
     jobs: List[PairJob] = []
     if not problems:
-        parser = register_parser()
-        parser.error = _raise_parser_error  # the real parser, telling us instead of exiting
         names = [column_name(h) for h in header]
         for line, cells in rows:
             if len(cells) > len(names):
                 problems.append(f"row {line}: {len(cells)} cells for {len(names)} columns (a comma inside a "
                                 "value needs \"quotes\")")
                 continue
-            job, row_problems = _row_job(line, dict(zip(names, cells + [""] * len(names))), columns,
-                                         path.parent, parser)
+            job, row_problems = _row_job(line, dict(zip(names, cells + [""] * len(names))), columns, path.parent)
             problems += row_problems
             jobs.append(job)
         problems += _collisions(jobs)

@@ -1,5 +1,6 @@
 """One pair, start to finish: checksums, the resume decision, ``register`` in a fresh process, and
-the atomic move of its folder into place.
+the atomic move of its folder into place. The pair's settings (checked with the manifest) go into its
+folder as a file the process reads (``--settings-from``), so it runs exactly what was checked.
 
 Why a fresh ``python -m MultimodalKneeRegistrationLib register`` process per pair: a crash, a leak or
 an out-of-memory kill ends one pair, not the batch; the child's own peak memory and CPU time are
@@ -225,6 +226,7 @@ def run_pair(job: PairJob, policy: BatchPolicy, should_stop: Optional[Callable[[
         return PairOutcome(job.pair_id, job.folder, "failed-other", f"cannot write into '{policy.output_dir}' "
                            f"on {platform.node()} ({error.strerror or error})")
     try:
+        job.write_settings(partial)
         child = run_child(job.register_argv(partial), partial / LOG_NAME, should_stop or (lambda: False),
                           policy.timeout_s)
         outcome = _outcome_of(job, child, partial, policy.timeout_s)

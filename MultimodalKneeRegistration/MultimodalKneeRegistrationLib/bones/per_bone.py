@@ -51,6 +51,19 @@ class BoneResult:
     seconds: float
     rotation_from_whole_deg: float
     shift_from_whole_mm: float
+    #: The bone's verdict (``bone_verdict``): passed, its confidence and the failed checks' sentences.
+    passed: bool = True
+    confidence: Optional[float] = None
+    failures: List[str] = field(default_factory=list)
+    #: True when the bone's own pose failed its verdict and ``fail_on_sanity_check`` is set: ``transform``
+    #: is then the whole-volume one, and ``refused_matrix`` (fixed -> moving) the pose that was refused.
+    refused: bool = False
+    refused_matrix: Optional[np.ndarray] = None
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``refused`` (the whole-volume transform stands in) or ``failed-checks`` (kept anyway)."""
+        return "refused" if self.refused else ("ok" if self.passed else "failed-checks")
 
     def to_dict(self) -> Dict[str, Any]:
         matrix = transform_to_matrix(self.transform)
@@ -71,6 +84,12 @@ class BoneResult:
             "seconds": round(self.seconds, 3),
             "rotation_from_whole_deg": round(self.rotation_from_whole_deg, 3),
             "shift_from_whole_mm_at_centroid": round(self.shift_from_whole_mm, 3),
+            "status": self.status,
+            "passed": bool(self.passed),
+            "confidence": None if self.confidence is None else round(float(self.confidence), 3),
+            "failures": list(self.failures),
+            "refused_matrix_lps_fixed_to_moving": None if self.refused_matrix is None
+            else np.round(self.refused_matrix, 8).tolist(),
         }
 
 
@@ -104,7 +123,8 @@ class PerBoneResult:
 
     def summary(self) -> str:
         lines = [f"{b.name}: {b.rotation_from_whole_deg:.1f} deg / {b.shift_from_whole_mm:.1f} mm from the "
-                 f"whole-volume result, metric {b.metric_before:.4f} -> {b.metric_after:.4f}" for b in self.bones]
+                 f"whole-volume result, metric {b.metric_before:.4f} -> {b.metric_after:.4f}, {_verdict_words(b)}"
+                 for b in self.bones]
         lines += [f"{r['bones'][1]} relative to {r['bones'][0]}: rotated {r['rotation_deg']:.1f} deg"
                   for r in self.relative_rotations()]
         return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
@@ -121,6 +141,13 @@ class PerBoneResult:
             ],
             "warnings": list(self.warnings),
         }
+
+
+def _verdict_words(bone: BoneResult) -> str:
+    """The bone's verdict in a few words for ``summary`` (the sentences are among the warnings)."""
+    confidence = "" if bone.confidence is None else f" (confidence {bone.confidence:.2f})"
+    return {"ok": "passed its checks", "refused": "REFUSED: whole-volume transform kept",
+            "failed-checks": "FAILED its checks, kept as asked"}[bone.status] + confidence
 
 
 def relative_motion(first: sitk.Transform, second: sitk.Transform) -> Dict[str, Any]:
@@ -190,23 +217,34 @@ def register_per_bone(
         began = time.perf_counter()
         with global_threads(preparation_threads(settings.execution)):
             outcome = register_bone(sampled, other, regions[value], labels.mask(value), start, settings, part, name)
-        results.append(_bone_result(name, value, outcome, swapped, whole_matrix, time.perf_counter() - began))
+        results.append(_bone_result(name, value, outcome, start, swapped, whole_matrix, time.perf_counter() - began,
+                                    settings.checks.fail_on_sanity_check))
     progress.done("per-bone registration done")
     return PerBoneResult(results, whole_transform, labels_space, float(dilation_mm), _warnings(results))
 
 
-def _bone_result(name: str, value: int, outcome: dict, swapped: bool, whole_matrix: np.ndarray,
-                 seconds: float) -> BoneResult:
-    """The bone's fixed -> moving rigid transform and how far it moved from the whole-volume result."""
+def _bone_result(name: str, value: int, outcome: dict, start: np.ndarray, swapped: bool, whole_matrix: np.ndarray,
+                 seconds: float, refuse: bool) -> BoneResult:
+    """The bone's fixed -> moving rigid transform and how far it moved from the whole-volume result.
+
+    A pose that failed its verdict is refused when ``refuse`` (``fail_on_sanity_check``), as a whole-volume
+    result would be: the bone keeps the whole-volume transform (which passed its own checks) and the
+    refused pose is reported beside it. Otherwise it is kept with the failures as warnings.
+    """
+    verdict = outcome["verdict"]
+    refused = refuse and not verdict.passed
+    pose = start if refused else outcome["matrix"]  # sampled -> other
+    own = np.linalg.inv(outcome["matrix"]) if swapped else outcome["matrix"]
     centroid = outcome["centroid"]
-    matrix = np.linalg.inv(outcome["matrix"]) if swapped else outcome["matrix"]
-    # Swapped: the centroid is in the moving image; its fixed-space place is where the result sends it.
-    fixed_centroid = apply_matrix(outcome["matrix"], centroid[None])[0] if swapped else centroid
+    matrix = np.linalg.inv(pose) if swapped else pose
+    # Swapped: the centroid is in the moving image; its fixed-space place is where the pose sends it.
+    fixed_centroid = apply_matrix(pose, centroid[None])[0] if swapped else centroid
     change = np.linalg.inv(whole_matrix) @ matrix
     shift = float(np.linalg.norm(apply_matrix(change, fixed_centroid[None])[0] - fixed_centroid))
+    after = outcome["before"] if refused else outcome["after"]
     return BoneResult(name, value, rigid_from_matrix(matrix, fixed_centroid), fixed_centroid, outcome["before"],
-                      outcome["after"], outcome["stop"], outcome["iterations"], seconds, rotation_angle_deg(change),
-                      shift)
+                      after, outcome["stop"], outcome["iterations"], seconds, rotation_angle_deg(change), shift,
+                      verdict.passed, verdict.confidence, list(verdict.failures), refused, own if refused else None)
 
 
 def _warnings(results: List[BoneResult]) -> List[str]:
@@ -215,7 +253,11 @@ def _warnings(results: List[BoneResult]) -> List[str]:
         if not result.metric_after <= result.metric_before + 1e-6:
             warnings.append(f"the {result.name}'s metric did not improve ({result.metric_before:.4f} -> "
                             f"{result.metric_after:.4f}); its transform may be no better than the whole-volume one")
-        if result.rotation_from_whole_deg > 45.0:
-            warnings.append(f"the {result.name} turned {result.rotation_from_whole_deg:.0f} deg away from the "
-                            "whole-volume result: check it in the QC image")
+        failed = "; ".join(result.failures)
+        if result.refused:
+            warnings.append(f"the {result.name}'s own pose was refused ({failed}): it keeps the whole-volume "
+                            "transform")
+        elif not result.passed:
+            warnings.append(f"the {result.name}'s pose failed its checks ({failed}); kept anyway, as asked "
+                            "(fail_on_sanity_check off)")
     return warnings

@@ -9,7 +9,7 @@ prepared, measured and checked the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Protocol
+from typing import List, Optional, Protocol
 
 import SimpleITK as sitk
 
@@ -34,10 +34,13 @@ class RegistrationEngine(Protocol):
     progress in [0, 1] of ``progress`` and raise ``CancelledError`` promptly once
     ``progress.cancelled``. An engine that cannot run or crashes (a missing program, a non-zero exit
     status) raises ``EngineError``; a result the images do not support is the verdict's to refuse.
+    ``mask`` (a binary image anywhere over ``fixed``; per bone) restricts the metric to ``fixed``'s
+    voxels inside it; an engine that cannot honour it raises ``InputError``.
     """
 
     name: str
 
     def run(
-        self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress
+        self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress,
+        mask: Optional[sitk.Image] = None,
     ) -> EngineOutput: ...

@@ -24,7 +24,7 @@ from typing import Optional, Protocol, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import EngineError
+from ..errors import EngineError, InputError
 from ..geometry import apply_matrix, image_center, index_to_physical_matrix, transform_from_matrix, transform_to_matrix
 from ..progress import Progress
 from ..results import StageResult
@@ -56,8 +56,10 @@ class BrainsFitEngine:
     def __init__(self, runner: Optional[BrainsFitRunner] = None) -> None:
         self.runner = runner if runner is not None else BrainsFitExecutable(find_brainsfit())
 
-    def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress
-            ) -> EngineOutput:
+    def run(self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress,
+            mask: Optional[sitk.Image] = None) -> EngineOutput:
+        if mask is not None:
+            raise InputError("the BRAINSFit engine here takes no mask", "register bones with the SimpleITK engine")
         began = time.perf_counter()
         parameters = brainsfit_parameters(plan, fixed_voxel_count=int(np.prod(fixed.GetSize())))
         fixed, initial = brainsfit_start(fixed, initial)

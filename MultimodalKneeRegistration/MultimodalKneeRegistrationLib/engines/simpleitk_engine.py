@@ -5,6 +5,10 @@ stages; unlike BRAINSFit's defaults it samples enough points (the plan's ``sampl
 optimises the rigid stage with Powell (no gradient: rough MI valleys stall gradient methods), polishes
 on fresh sample sets and lets a dense referee metric pick the endpoint, with a fixed random seed so
 that a run can be repeated exactly. It reads only the plan.
+
+With a ``mask`` (one bone, ``bones.bone_registration``) the metric and the referee sample the fixed
+image only inside it (ITKv4's fixed-image mask, as BRAINSFit's ``maskProcessingMode ROI``), and as
+many points land inside it as the plan asks for the whole image.
 """
 
 from __future__ import annotations
@@ -42,22 +46,24 @@ class SimpleITKEngine:
     name = "SimpleITK"
 
     def run(
-        self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress
+        self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress,
+        mask: Optional[sitk.Image] = None,
     ) -> EngineOutput:
-        transform: sitk.Transform = _centred_on_object(initial, fixed)
+        sampling = _Sampling(fixed, mask)
+        transform: sitk.Transform = _centred_on_object(initial, fixed, sampling)
         stages: List[StageResult] = []
         for stage, stage_progress in zip(plan.optimizer.transform_stages,
                                          progress.split(len(plan.optimizer.transform_stages))):
             began = time.perf_counter()
             transform, stop, metric_value, iterations = _run_stage(
-                fixed, moving, transform, plan, stage, stage_progress
+                fixed, moving, transform, plan, stage, stage_progress, sampling
             )
             stages.append(StageResult(stage, iterations, stop, metric_value, time.perf_counter() - began,
                                       endpoint=transform))
         return EngineOutput(transform=transform, stages=stages)
 
 
-def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress):
+def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, sampling: _Sampling):
     """One stage: its sample-set rounds, rotation restarts, and the referee's pick among the endpoints."""
     levels = len(plan.shrink_factors) if stage == "Rigid" else min(_AFFINE_LEVELS, len(plan.shrink_factors))
     rounds = _sample_rounds(stage, plan)
@@ -67,17 +73,17 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress):
     for round_number in range(rounds):
         # Later rounds only polish at the finest level, each on a fresh random sample set.
         transform, stop, metric_value, used = _optimise(
-            fixed, moving, transform, plan, stage, levels=levels if round_number == 0 else 1,
+            fixed, moving, transform, plan, stage, sampling, levels=levels if round_number == 0 else 1,
             seed=plan.optimizer.random_seed + round_number, progress=parts[round_number],
             label=f"{stage}: round {round_number + 1} of {rounds}",
         )
         iterations += used
         endpoints.append((transform, stop, metric_value))
-    referee = _Referee(fixed, moving, plan)
+    referee = _Referee(fixed, moving, plan, sampling)
     restarts = _rotation_restarts(stage, referee.best(endpoints)[0], plan.optimizer)
     for number, restart in enumerate(restarts):
         *endpoint, used = _optimise(
-            fixed, moving, restart, plan, stage, levels=1, seed=plan.optimizer.random_seed + rounds + number,
+            fixed, moving, restart, plan, stage, sampling, levels=1, seed=plan.optimizer.random_seed + rounds + number,
             progress=parts[rounds + number], label=f"{stage}: restart {number + 1} of {len(restarts)}",
         )
         iterations += used
@@ -94,9 +100,10 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress):
     return transform, stop, metric_value, iterations
 
 
-def _optimise(fixed, moving, start, plan, stage, levels, seed, progress: Progress, label: str):
+def _optimise(fixed, moving, start, plan, stage, sampling: _Sampling, levels, seed, progress: Progress,
+              label: str):
     """One optimisation of ``stage`` from ``start``: (transform, stop condition, metric, iterations)."""
-    method = _method(fixed, plan, levels, stage, seed)
+    method = _method(plan, sampling, levels, stage, seed)
     method.SetInitialTransform(_stage_transform(stage, start), inPlace=False)
     limit = plan.optimizer.powell_sweeps if _is_powell(stage, plan) else plan.optimizer.number_of_iterations
     level = {"number": 0}
@@ -126,14 +133,38 @@ def _optimise(fixed, moving, start, plan, stage, levels, seed, progress: Progres
     )
 
 
-def _method(fixed: sitk.Image, plan, levels: int, stage: str, seed: int) -> sitk.ImageRegistrationMethod:
+class _Sampling:
+    """Where the metric samples the fixed image: every voxel's share, or only those inside ``mask``.
+
+    Why a count: ITK draws random samples over the whole image and drops those outside the mask, so
+    a masked metric asks for the plan's number of samples as a share of the voxels inside it.
+    """
+
+    def __init__(self, fixed: sitk.Image, mask: Optional[sitk.Image]) -> None:
+        self.mask = mask
+        self.voxels = float(np.prod(fixed.GetSize()))
+        self.inside, self.centroid = self.voxels, None
+        if mask is not None:
+            on_grid = sitk.Resample(mask, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+            self.inside = float(np.count_nonzero(sitk.GetArrayViewFromImage(on_grid)))
+            stats = sitk.LabelShapeStatisticsImageFilter()
+            stats.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
+            self.centroid = np.array(stats.GetCentroid(1)) if stats.HasLabel(1) else None
+
+    def fraction(self, plan, shrink: int = 1) -> float:
+        """The sampling percentage that puts the plan's samples inside (1: every voxel)."""
+        wanted = plan.sampling_percentage * self.voxels
+        return float(min(1.0, wanted / max(1.0, self.inside / shrink**3)))
+
+
+def _method(plan, sampling: _Sampling, levels: int, stage: str, seed: int) -> sitk.ImageRegistrationMethod:
     shrink = list(plan.shrink_factors)[-levels:]
     sigmas = list(plan.smoothing_sigmas_mm)[-levels:]
-    voxels = float(np.prod(fixed.GetSize()))
-    wanted = plan.sampling_percentage * voxels
-    per_level = [float(min(1.0, wanted / max(1.0, voxels / f**3))) for f in shrink]
+    per_level = [sampling.fraction(plan, f) for f in shrink]
     method = new_registration_method(plan.execution)
     method.SetMetricAsMattesMutualInformation(plan.number_of_histogram_bins)
+    if sampling.mask is not None:
+        method.SetMetricFixedMask(sampling.mask)
     if min(per_level) >= 1.0:  # every voxel: no sampling noise at all
         method.SetMetricSamplingStrategy(method.NONE)
     else:
@@ -253,8 +284,8 @@ class _Referee:
     endpoint is scored once, however often ``best`` is asked (before and after the restarts).
     """
 
-    def __init__(self, fixed, moving, plan) -> None:
-        self.fixed, self.moving, self.plan = fixed, moving, plan
+    def __init__(self, fixed, moving, plan, sampling: _Sampling) -> None:
+        self.fixed, self.moving, self.plan, self.sampling = fixed, moving, plan, sampling
         self._scores: dict = {}
 
     def best(self, endpoints):
@@ -265,19 +296,21 @@ class _Referee:
 
     def _score(self, transform) -> float:
         if id(transform) not in self._scores:
-            voxels = float(np.prod(self.fixed.GetSize()))
-            fraction = None if voxels <= _REFEREE_SAMPLES else _REFEREE_SAMPLES / voxels
+            inside = self.sampling.inside
+            fraction = None if inside <= _REFEREE_SAMPLES else _REFEREE_SAMPLES / inside
             value = mattes_value(self.fixed, self.moving, transform, self.plan.execution,
-                                 self.plan.number_of_histogram_bins, fraction, self.plan.optimizer.random_seed - 1)
+                                 self.plan.number_of_histogram_bins, fraction, self.plan.optimizer.random_seed - 1,
+                                 mask=self.sampling.mask)
             # Kept with its transform, so the id is not reused; no overlap at an endpoint: never the best.
             self._scores[id(transform)] = (transform, np.inf if value is None else value)
         return self._scores[id(transform)][1]
 
 
-def _centred_on_object(initial: sitk.Transform, fixed: sitk.Image) -> sitk.VersorRigid3DTransform:
-    """Same pose, rotation centre on the sampled object's centroid: rotations then barely move
-    the object as a whole, which decouples them from translations for the optimiser."""
-    return rigid_from_matrix(transform_to_matrix(initial), foreground_centroid(fixed))
+def _centred_on_object(initial: sitk.Transform, fixed: sitk.Image, sampling: _Sampling) -> sitk.VersorRigid3DTransform:
+    """Same pose, rotation centre on the sampled object's centroid (the mask's, with one): rotations
+    then barely move the object as a whole, which decouples them from translations for the optimiser."""
+    centre = sampling.centroid if sampling.centroid is not None else foreground_centroid(fixed)
+    return rigid_from_matrix(transform_to_matrix(initial), centre)
 
 
 def _short(error: Exception) -> Optional[str]:

@@ -61,12 +61,13 @@ class Evidence:
 
 def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: float) -> Evidence:
     """The evidence for ``result_matrix`` (sampled -> other), with ``candidates`` (score, pose) from
-    the search (empty without one) and the search's ``space`` (its images and scorer)."""
+    the search (empty without one) and the search's ``space`` (its images and scorer; a ``mask``
+    attribute, one bone's, limits the edge agreement to it as its scorer is)."""
     score_of = space.scorer.score_matrix
     refined, score = pattern_search(score_of, result_matrix, space.center, spacing_mm, max_evaluations=150)
     anchors = _anchor_points(space.small)
     competitor = _best_competitor(candidates, refined, anchors, max(5.0, DISTINCT_VOXELS * spacing_mm))
-    edges = _EdgeAgreement(space.small, space.large, spacing_mm)
+    edges = _EdgeAgreement(space.small, space.large, spacing_mm, getattr(space, "mask", None))
     radius = float(physical_box(space.small).size.min()) / 2.0
     evidence = Evidence(
         score=score, polish_shift_mm=_distance_mm(refined, result_matrix, anchors), competitor_score=None,
@@ -121,12 +122,16 @@ def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: 
 
 
 class _EdgeAgreement:
-    """Normalised cross-correlation of the two gradient-magnitude maps at a pose, over the small image."""
+    """Normalised cross-correlation of the two gradient-magnitude maps at a pose, over the small image
+    (or the part of it inside ``mask``: a bone's crop also shows its neighbours, which moved otherwise)."""
 
-    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float) -> None:
+    def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float,
+                 mask: Optional[sitk.Image] = None) -> None:
         self.small = edge_map(small, spacing_mm)
         self.large = edge_map(large, spacing_mm)
         self.values = sitk.GetArrayFromImage(self.small).ravel().astype(np.float64)
+        self.chosen = None if mask is None else sitk.GetArrayFromImage(sitk.Resample(
+            mask, self.small, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)).ravel() > 0
 
     def ncc(self, matrix: np.ndarray) -> float:
         transform = sitk.AffineTransform(3)
@@ -135,7 +140,9 @@ class _EdgeAgreement:
         warped = sitk.Resample(self.large, self.small, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat64)
         other = sitk.GetArrayViewFromImage(warped).ravel()
         inside = np.isfinite(other)
-        if inside.mean() < 0.2:
+        if self.chosen is not None:
+            inside &= self.chosen
+        if inside.sum() < 0.2 * (inside.size if self.chosen is None else self.chosen.sum()):
             return 0.0
         a, b = self.values[inside] - self.values[inside].mean(), other[inside] - other[inside].mean()
         norm = np.sqrt((a * a).sum() * (b * b).sum())

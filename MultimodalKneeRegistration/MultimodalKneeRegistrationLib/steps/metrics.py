@@ -147,14 +147,18 @@ def mattes_value(
     bins: int,
     sampling_fraction: Optional[float],
     seed: int,
+    mask: Optional[sitk.Image] = None,
 ) -> Optional[float]:
     """Mattes MI (negative; lower is better) of ``moving`` seen from ``fixed`` through ``transform``.
 
-    ``sampling_fraction`` of the fixed voxels at random (``seed``), or every voxel when ``None``.
-    ``None`` when no sample lands in the moving image (no overlap at this pose: no value).
+    ``sampling_fraction`` of the fixed voxels at random (``seed``), or every voxel when ``None``;
+    with ``mask``, only the fixed voxels inside it count (one bone). ``None`` when no sample lands in
+    the moving image (no overlap at this pose: no value).
     """
     method = without_gradient_images(new_registration_method(execution))
     method.SetMetricAsMattesMutualInformation(bins)
+    if mask is not None:
+        method.SetMetricFixedMask(mask)
     if sampling_fraction is None:
         method.SetMetricSamplingStrategy(method.NONE)
     else:
