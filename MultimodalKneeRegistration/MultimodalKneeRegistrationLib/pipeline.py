@@ -197,9 +197,10 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
                                                       progress.sub(0.0, 0.3), work.mask)
     timings["initialize"] = time.perf_counter() - tick
     other, plan = crop_other(work.sampled, work.other, initial_internal, plan)
-    metric = _MetricReport(work.sampled, other, plan)
+    metric = _MetricReport(work.sampled, other, plan, work.mask)
     tick = time.perf_counter()
-    output = engine.run(work.sampled, other, initial_internal, plan, progress.sub(0.3, 0.97))
+    mask = {"mask": work.mask} if work.mask is not None and getattr(engine, "takes_mask", False) else {}
+    output = engine.run(work.sampled, other, initial_internal, plan, progress.sub(0.3, 0.97), **mask)
     timings["optimize"] = time.perf_counter() - tick
     stages = [init_stage] + output.stages
     init_stage.endpoint = initial_internal
@@ -210,7 +211,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     final = _result_transform(output.transform, work.swapped, fixed, plan)
     before, after = metric.value(start_internal), metric.value(output.transform)
     checks, failures = check_result(final, start, before, after, work.sampled, other, output.transform, plan,
-                                    settings.checks)
+                                    settings.checks, work.mask)
     confidence, looks, doubts = judge(evidence, settings.checks, plan.search_spacing_mm)
     checks.update(looks)
     failures += doubts
@@ -229,7 +230,7 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
 def _evidence(work: WorkingPair, start_internal, search, result: sitk.Transform, plan):
     """What the verdict weighs besides the metric: the search's competitors, edges, constraint."""
     space = search.space if search is not None else PoseSpace(work.sampled, work.other, start_internal,
-                                                              plan.search_spacing_mm)
+                                                              plan.search_spacing_mm, work.mask)
     candidates = search.candidates if search is not None else []
     evidence = gather_evidence(space, candidates, transform_to_matrix(result), plan.search_spacing_mm)
     if evidence.competitor_matrix is not None and work.swapped:  # reported fixed -> moving, as the result
@@ -244,8 +245,9 @@ class _MetricReport:
     again (the evaluation is deterministic, so the kept value is the one a second call would give).
     """
 
-    def __init__(self, sampled: sitk.Image, other: sitk.Image, plan: RegistrationPlan) -> None:
-        self.sampled, self.other, self.plan = sampled, other, plan
+    def __init__(self, sampled: sitk.Image, other: sitk.Image, plan: RegistrationPlan,
+                 mask: Optional[sitk.Image] = None) -> None:
+        self.sampled, self.other, self.plan, self.mask = sampled, other, plan, mask
         self._values: Dict[bytes, float] = {}
 
     def value(self, transform: Optional[sitk.Transform]) -> Optional[float]:
@@ -257,6 +259,7 @@ class _MetricReport:
             self._values[key] = mattes_value(
                 self.sampled, self.other, affine_from_matrix(matrix), self.plan.execution,
                 self.plan.number_of_histogram_bins, self.plan.sampling_percentage, self.plan.optimizer.random_seed,
+                mask=self.mask,
             )
         return self._values[key]
 

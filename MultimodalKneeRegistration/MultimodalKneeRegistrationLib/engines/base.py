@@ -39,6 +39,9 @@ class RegistrationEngine(Protocol):
     """
 
     name: str
+    #: Whether ``run`` honours ``mask``: the pipeline hands a micro-CT's reconstruction cylinder only to
+    #: an engine that does (the padding is filled either way, see ``steps.field_of_view``).
+    takes_mask: bool
 
     def run(
         self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress,

@@ -52,6 +52,9 @@ class BrainsFitEngine:
     """The ``RegistrationEngine`` that hands the prepared working images to BRAINSFit."""
 
     name = "BRAINSFit"
+    #: BRAINSFit has masks (``maskProcessingMode ROI``), not passed here yet: a mask would have to be
+    #: written and handed to both runners (the executable and Slicer's CLI node).
+    takes_mask = False
 
     def __init__(self, runner: Optional[BrainsFitRunner] = None) -> None:
         self.runner = runner if runner is not None else BrainsFitExecutable(find_brainsfit())

@@ -44,6 +44,7 @@ class SimpleITKEngine:
     """Mattes MI + Powell (rigid) or conjugate gradients / regular-step descent, stage by stage."""
 
     name = "SimpleITK"
+    takes_mask = True
 
     def run(
         self, fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, plan, progress: Progress,

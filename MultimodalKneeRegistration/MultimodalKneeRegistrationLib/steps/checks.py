@@ -98,9 +98,11 @@ def check_result(
     sampled_to_other: sitk.Transform,
     plan,
     checks,
+    mask: Optional[sitk.Image] = None,
 ) -> Tuple[Dict[str, dict], List[str]]:
     """``sanity_checks`` with overlap and shared information measured on the working images
-    (``sampled`` mapped into ``other``): the one place every engine's result is checked.
+    (``sampled`` mapped into ``other``, only inside ``mask`` when given): the one place every
+    engine's result is checked.
 
     ``transform`` and ``start_transform`` are the fixed -> moving result and start; the overlap is
     ``checks["overlap_after"]["value"]``.
@@ -111,7 +113,7 @@ def check_result(
         metric_before,
         np.inf if metric_after is None else metric_after,
         overlap_fraction(sampled, other, sampled_to_other),
-        explained_fraction(sampled, other, sampled_to_other, plan.search_spacing_mm),
+        explained_fraction(sampled, other, sampled_to_other, plan.search_spacing_mm, mask),
         checks,
         rotation_limit_deg(plan, checks),
     )

@@ -106,8 +106,10 @@ def _trilinear(volume: np.ndarray, index_xyz: np.ndarray) -> Tuple[np.ndarray, n
     return values, inside
 
 
-def explained_fraction(sampled: sitk.Image, other: sitk.Image, transform: sitk.Transform, spacing_mm: float) -> float:
-    """``MutualInformationScorer.explained_fraction`` on copies block-averaged to ``spacing_mm``.
+def explained_fraction(sampled: sitk.Image, other: sitk.Image, transform: sitk.Transform, spacing_mm: float,
+                       mask: Optional[sitk.Image] = None) -> float:
+    """``MutualInformationScorer.explained_fraction`` on copies block-averaged to ``spacing_mm``
+    (over ``sampled``'s voxels inside ``mask`` when given).
 
     Measured here: 0.47-0.49 for correct phantom results and 0.12 for a pose 15 mm off; 0.26 for
     the porcine CT/MR pair at its reference (0.15 at the identity start).
@@ -115,6 +117,7 @@ def explained_fraction(sampled: sitk.Image, other: sitk.Image, transform: sitk.T
     scorer = MutualInformationScorer(
         downsample(sampled, shrink_factors_for_spacing(sampled.GetSpacing(), spacing_mm)),
         downsample(other, shrink_factors_for_spacing(other.GetSpacing(), spacing_mm)),
+        mask=mask,
     )
     return scorer.explained_fraction(transform)
 
