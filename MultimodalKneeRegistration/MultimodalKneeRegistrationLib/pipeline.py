@@ -33,16 +33,16 @@ from .geometry import (
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult
+from .search.initialization import PoseSpace, initialise
 from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, PRESETS, RegistrationSettings
-from .steps.checks import check_result
-from .steps.evidence import gather_evidence
-from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
 from .steps.plan_resolution import plan_for
 from .steps.planning import RegistrationPlan
 from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, validate_volume, working_image
 from .steps.reading import needs_reading, read_inputs
-from .steps.verdict import judge
+from .verdict.checks import check_result
+from .verdict.evidence import gather_evidence
+from .verdict.judge import judge
 
 #: The share of the progress bar for reading streamed inputs (a pass over a multi-GB file).
 READ_SHARE = 0.25

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..execution import execute_threads, global_threads, new_registration_method, stop_on_cancel
 from ..geometry import Box, apply_matrix, as_versor, rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
-from ..steps.metrics import MutualInformationScorer
+from ..search.scorer import MutualInformationScorer
 from ..steps.planning import plan_registration
 from ..steps.preprocessing import crop_to_box, downsample, shrink_factors_for_spacing, working_image
 from .masks import mask_bounding_points

@@ -171,7 +171,7 @@ def _sampling(settings: RegistrationSettings, small_voxels: float, small: str):
 
 
 def _search_sentence(search, spacing_mm: float) -> str:
-    from .rotations import covering_radius_deg, search_rotations
+    from ..search.rotations import covering_radius_deg, search_rotations
 
     count = len(search_rotations(search))
     turns = " and about each of the three half turns (a scan turned over)" if search.flips else ""
@@ -186,7 +186,7 @@ def _search_sentence(search, spacing_mm: float) -> str:
 
 def _levels_sentence(search) -> str:
     """The edge correlation's coarse-to-fine levels, with their measured covering radii."""
-    from .rotations import local_covering_deg
+    from ..search.rotations import local_covering_deg
 
     if search.edge_correlation is False or not search.level_steps_deg:
         return ""

@@ -1,7 +1,7 @@
 """The verdict: is the result trustworthy, how much, and if not, what competes with it.
 
 Why: the optimised metric cannot vouch for itself (an 87 mm wrong pose scored like the right one and
-passed every check). The evidence (``steps.evidence``) gives three independent looks: the margin over
+passed every check). The evidence (``verdict.evidence``) gives three independent looks: the margin over
 the best different pose, the agreement of the two images' edges, and how firmly the score holds the
 pose. Each is turned into a 0-1 grade against limits measured on the case family (README,
 Testing/benchmarks/results/FAMILY.md); the confidence is the weakest grade, and a result is refused

@@ -13,7 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import overlap_fraction, rotation_angle_deg, scale_factors, transform_to_matrix
-from .metrics import explained_fraction
+from ..steps.metrics import explained_fraction
 
 
 def rotation_limit_deg(plan, checks) -> Optional[float]:

@@ -29,12 +29,12 @@ from ..geometry import (
 )
 from ..progress import Progress
 from ..results import StageResult
-from .gradient_correlation import correlation_spacing
+from ..steps.preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
+from .edge_correlation import correlation_spacing
 from .local_search import pattern_search
-from .metrics import MutualInformationScorer
 from .pose_levels import LevelRecord, search_levels
-from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
 from .rotations import covering_radius_deg, search_rotations
+from .scorer import MutualInformationScorer
 
 _KEEP_TRANSLATIONS = 5
 _REFINE_CANDIDATES = 12

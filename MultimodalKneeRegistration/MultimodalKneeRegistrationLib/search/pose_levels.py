@@ -29,7 +29,7 @@ import SimpleITK as sitk
 
 from ..execution import parallel_map
 from ..progress import Progress
-from .gradient_correlation import CorrelationCandidate, EdgeCorrelator, distinct_best
+from .edge_correlation import CorrelationCandidate, EdgeCorrelator, distinct_best
 from .rotations import local_covering_deg, local_grid
 
 #: How far (mm) around a kept pose a refinement level looks for the best shift.

@@ -21,7 +21,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import index_to_physical_matrix, physical_box, rotation_angle_deg
-from .preprocessing import downsample, shrink_factors_for_spacing
+from ..steps.preprocessing import downsample, shrink_factors_for_spacing
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
 MAX_CORRELATION_VOXELS = 4_000_000
