@@ -33,6 +33,7 @@ from ..steps.preprocessing import downsample, foreground_mask, shrink_factors_fo
 from .edge_correlation import correlation_spacing
 from .local_search import pattern_search
 from .pose_levels import LevelRecord, search_levels
+from .poses import DistinctPoses
 from .rotations import covering_radius_deg, search_rotations
 from .scorer import MutualInformationScorer
 
@@ -248,7 +249,8 @@ def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):
     """A short local optimisation of the best distinct poses (on the search's threads); their (score, pose) pairs."""
     refined: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
     correlated_ids = {id(candidate) for _, candidate in correlated}
-    chosen = _distinct_poses(correlated + poses, _REFINE_CANDIDATES + len(correlated))
+    distinct = DistinctPoses(space.small, plan.search_spacing_mm)
+    chosen = _distinct_poses(correlated + poses, _REFINE_CANDIDATES + len(correlated), distinct)
     polished = parallel_map(lambda item: _pattern_refine(space, item[1], plan), chosen,
                             search_workers(plan.execution), progress, "search: refining the best poses")
     for (score, candidate), (polished_score, pose) in zip(chosen, polished):
@@ -316,17 +318,13 @@ def _distinct(shifts: List[np.ndarray], count: int, min_distance: float) -> List
     return chosen
 
 
-def _distinct_poses(poses, count: int):
+def _distinct_poses(poses, count: int, distinct: DistinctPoses):
+    """The first ``count`` poses (score, pose) that are each a different answer from every one before."""
     chosen = []
     for score, candidate in poses:
         matrix = transform_to_matrix(candidate)
-        if all(_poses_differ(matrix, transform_to_matrix(c)) for _, c in chosen):
+        if all(distinct.differ(transform_to_matrix(c), matrix) for _, c in chosen):
             chosen.append((score, candidate))
         if len(chosen) == count:
             break
     return chosen
-
-
-def _poses_differ(a: np.ndarray, b: np.ndarray) -> bool:
-    """Poses more than ~6 deg or 3 mm apart count as different starting points."""
-    return bool(np.abs(a[:3, :3] - b[:3, :3]).max() > 0.1 or np.linalg.norm(a[:3, 3] - b[:3, 3]) > 3.0)
