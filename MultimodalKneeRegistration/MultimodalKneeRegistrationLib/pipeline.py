@@ -42,7 +42,7 @@ from .steps.preprocessing import crop_to_box, shrink_factors_for_spacing, valida
 from .steps.reading import needs_reading, read_inputs
 from .verdict.checks import check_result
 from .verdict.evidence import gather_evidence
-from .verdict.judge import judge
+from .verdict.looks import judge
 
 #: The share of the progress bar for reading streamed inputs (a pass over a multi-GB file).
 READ_SHARE = 0.25

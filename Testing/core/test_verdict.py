@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from MultimodalKneeRegistrationLib.settings import CheckSettings
 from MultimodalKneeRegistrationLib.verdict.evidence import Evidence
-from MultimodalKneeRegistrationLib.verdict.judge import grade, judge
+from MultimodalKneeRegistrationLib.verdict.looks import grade, judge
 
 CHECKS = CheckSettings()
 SPACING_MM = 1.5
