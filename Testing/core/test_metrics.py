@@ -53,8 +53,8 @@ def test_metric_check_tolerates_noise_at_an_aligned_start_but_not_a_worse_result
     identity = sitk.AffineTransform(3)
 
     def metric_check(before, after):
-        checks, _ = sanity_checks(identity, identity, before, after, 1.0, 0.4, CheckSettings(), 90.0)
-        return checks["metric_improved"]["passed"]
+        checks = sanity_checks(identity, identity, before, after, 1.0, 0.4, CheckSettings(), 90.0)
+        return next(check.passed for check in checks if check.name == "metric_improved")
 
     assert metric_check(-0.50, -0.55)  # improved
     assert metric_check(-0.50, -0.497)  # 0.6% worse: noise around an already aligned start

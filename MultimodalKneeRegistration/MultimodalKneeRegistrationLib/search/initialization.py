@@ -66,12 +66,12 @@ class SearchOutcome:
     levels: List[LevelRecord] = field(default_factory=list)
 
 
-def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress
-               ) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
-    """The starting pose (sampled -> other) for the engine, by the plan's initialisation mode, its
-    stage record, and the search's outcome (None without a search)."""
+def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress,
+               mode: Optional[str] = None) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
+    """The starting pose (sampled -> other) for the engine by ``mode`` (default: the plan's
+    initialisation mode), its stage record, and the search's outcome (None without a search)."""
     tick = time.perf_counter()
-    mode = plan.initialize_transform_mode
+    mode = mode or plan.initialize_transform_mode
     if mode == "search":
         outcome = search_start_pose(sampled, other, start, plan, progress)
         return outcome.transform, StageResult(

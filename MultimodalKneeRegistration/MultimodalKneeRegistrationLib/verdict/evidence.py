@@ -10,7 +10,7 @@ Why: on a 30 mm micro-CT cube the wrong pose, 87 mm away, scored the same Mattes
 - *constraint*: how much the score drops when the result is moved by a couple of millimetres or
   degrees in its weakest direction (a flat optimum does not say where the image belongs).
 
-``verdict.looks`` turns these into a confidence and a decision.
+``verdict.looks`` grades these into a confidence and checks; ``verdict.judge`` gives the one verdict.
 """
 
 from __future__ import annotations
