@@ -44,6 +44,10 @@ class Box:
     def grow(self, margin_mm: float) -> Box:
         return Box(self.lower - margin_mm, self.upper + margin_mm)
 
+    def corners(self) -> np.ndarray:
+        """The box's 8 corners, shape (8, 3) (``box_corners``)."""
+        return box_corners(self.lower, self.upper)
+
     def to_dict(self) -> dict:
         return {"lower_mm": self.lower.round(3).tolist(), "upper_mm": self.upper.round(3).tolist()}
 
@@ -73,12 +77,19 @@ def coarser_grid(image: sitk.Image, spacing: np.ndarray, size: np.ndarray) -> si
     return grid
 
 
+def box_corners(lower, upper) -> np.ndarray:
+    """The 8 corners of the box from ``lower`` to ``upper`` (any space), shape (8, 3), x slowest.
+
+    The one definition of a box's corners: image fields of view, ROIs, masks' bounding boxes.
+    """
+    lo, hi = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+
+
 def corner_points(image: sitk.Image) -> np.ndarray:
     """The 8 corners of the image's voxel *edges* (not centres) in LPS, shape (8, 3)."""
     size = np.array(image.GetSize()[:3], dtype=float)
-    lo, hi = -0.5 * np.ones(3), size - 0.5
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    return apply_matrix(index_to_physical_matrix(image), corners)
+    return apply_matrix(index_to_physical_matrix(image), box_corners(-0.5 * np.ones(3), size - 0.5))
 
 
 def physical_box(image: sitk.Image) -> Box:

@@ -32,13 +32,11 @@ from .geometry import (
 )
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
-from .results import RegistrationResult
+from .results import RegistrationResult, RunFacts
+from .search.initialization import initialise
 from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, MICROCT_PRESET, PRESETS, RegistrationSettings
-from .steps.checks import check_result
-from .steps.evidence import gather_evidence
 from .steps.field_of_view import Cylinder, find_cylinder, with_padding_filled
 from .steps.field_of_view import describe as describe_cylinder
-from .steps.initialization import PoseSpace, initialise
 from .steps.metrics import mattes_value
 from .steps.plan_resolution import plan_for
 from .steps.planning import RegistrationPlan
@@ -51,7 +49,7 @@ from .steps.preprocessing import (
     working_image,
 )
 from .steps.reading import needs_reading, read_inputs
-from .steps.verdict import judge
+from .verdict.judge import Case, judge
 
 #: The share of the progress bar for reading streamed inputs (a pass over a multi-GB file).
 READ_SHARE = 0.25
@@ -115,17 +113,14 @@ def register(
         settings, plan = plan_for(fixed, moving, settings)
         work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08),
                                       find_reconstruction=settings.preset == MICROCT_PRESET)
-        for note in work.notes:
-            plan = plan.with_note(note)
         prepared = time.perf_counter() - began
-        result, failures = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0))
-        if failures and initial_transform is not None and plan.initialize_transform_mode == "search":
-            result, failures = _keep_refined_start(fixed, work, plan, start, engine, settings, progress,
-                                                   result, failures)
+        result = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0), notes=work.notes)
+        if not result.verdict.passed and initial_transform is not None and plan.initialize_transform_mode == "search":
+            result = _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result)
     result.warnings[:0] = warnings
     result.timings = {"read": read, "prepare": prepared, **result.timings, "total": time.perf_counter() - began}
-    if failures and settings.checks.fail_on_sanity_check:
-        raise refusal(result, failures)
+    if not result.verdict.passed and settings.checks.fail_on_sanity_check:
+        raise refusal(result, result.verdict.failures)
     return result
 
 
@@ -169,34 +164,38 @@ def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Prog
                        cylinder.mask_on(small_block, margin))
 
 
-def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result, failures):
+def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result):
     """Weak shared information (a small micro-CT cube in soft tissue) can make the search prefer a
     look-alike pose far from the user's start; the user's start, refined locally, may pass."""
-    local_plan = plan.with_initialization(
-        "Off", "The search's best pose failed the sanity checks: the given initial transform was refined instead."
-    )
-    local, local_failures = _solve(fixed, work, local_plan, start, engine, settings, progress.sub(0.95, 1.0))
-    if local_failures:
-        return result, failures
+    note = "The search's best pose failed the sanity checks: the given initial transform was refined instead."
+    local = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.95, 1.0), "Off",
+                   work.notes + (note,))
+    if not local.verdict.passed:
+        return result
     local.warnings.insert(
         0,
-        "the search's best pose failed the sanity checks (" + "; ".join(failures) + "); kept the "
+        "the search's best pose failed the sanity checks (" + "; ".join(result.verdict.failures) + "); kept the "
         "local refinement of the given initial transform, which passes them",
     )
     local.timings["rejected_search"] = sum(result.timings.values())
-    return local, []
+    return local
 
 
-def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Progress):
-    """Initialise, crop, run the engine, measure and check: (result, failed sanity checks)."""
+def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Progress,
+           initialization: Optional[str] = None, notes: Tuple[str, ...] = ()) -> RegistrationResult:
+    """Initialise (by ``initialization``, default the plan's), crop, run the engine, and judge once.
+
+    ``notes`` are sentences about this run for the result's ``facts`` (before the crop's).
+    """
+    mode = initialization or plan.initialize_transform_mode
     timings = {}
     tick = time.perf_counter()
     start_internal = inverse_transform(start) if work.swapped else start
-    progress.report(0.0, f"initialising ({plan.initialize_transform_mode})", force=True)
+    progress.report(0.0, f"initialising ({mode})", force=True)
     initial_internal, init_stage, search = initialise(work.sampled, work.other, start_internal, plan,
-                                                      progress.sub(0.0, 0.3), work.mask)
+                                                      progress.sub(0.0, 0.3), mode, work.mask)
     timings["initialize"] = time.perf_counter() - tick
-    other, plan = crop_other(work.sampled, work.other, initial_internal, plan)
+    other, roi, crop_note = crop_other(work.sampled, work.other, initial_internal, plan)
     metric = _MetricReport(work.sampled, other, plan, work.mask)
     tick = time.perf_counter()
     mask = {"mask": work.mask} if work.mask is not None and getattr(engine, "takes_mask", False) else {}
@@ -207,35 +206,20 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     for stage in stages:
         stage.metric_value = metric.value_or_nan(stage.endpoint)
     progress.report(0.0, "checking the result", force=True)
-    evidence = _evidence(work, start_internal, search, output.transform, plan)
     final = _result_transform(output.transform, work.swapped, fixed, plan)
     before, after = metric.value(start_internal), metric.value(output.transform)
-    checks, failures = check_result(final, start, before, after, work.sampled, other, output.transform, plan,
-                                    settings.checks, work.mask)
-    confidence, looks, doubts = judge(evidence, settings.checks, plan.search_spacing_mm)
-    checks.update(looks)
-    failures += doubts
+    case = Case(final, start, before, after, output.transform, start_internal, work.sampled, other, work.other,
+                work.swapped, work.mask)
+    verdict = judge(case, search, plan, settings.checks, mode)
     result = RegistrationResult(
         transform=final, initial_transform=inverse_transform(initial_internal) if work.swapped else initial_internal,
         plan=plan, settings=settings, metric_before=np.nan if before is None else before,
         metric_after=np.nan if after is None else after, stages=stages, timings=timings,
-        warnings=[f"sanity check failed: {text}" for text in failures], sanity=checks,
-        passed_sanity_checks=not failures, overlap_after=checks["overlap_after"]["value"], engine=engine.name,
-        evidence=evidence, confidence=confidence,
+        warnings=[f"sanity check failed: {text}" for text in verdict.failures], engine=engine.name,
+        verdict=verdict, facts=RunFacts(roi, notes + (crop_note,), initialization),
     )
     progress.done("result checked")
-    return result, failures
-
-
-def _evidence(work: WorkingPair, start_internal, search, result: sitk.Transform, plan):
-    """What the verdict weighs besides the metric: the search's competitors, edges, constraint."""
-    space = search.space if search is not None else PoseSpace(work.sampled, work.other, start_internal,
-                                                              plan.search_spacing_mm, work.mask)
-    candidates = search.candidates if search is not None else []
-    evidence = gather_evidence(space, candidates, transform_to_matrix(result), plan.search_spacing_mm)
-    if evidence.competitor_matrix is not None and work.swapped:  # reported fixed -> moving, as the result
-        evidence.competitor_matrix = np.linalg.inv(evidence.competitor_matrix)
-    return evidence
+    return result
 
 
 class _MetricReport:
@@ -268,8 +252,9 @@ class _MetricReport:
         return np.nan if value is None else value
 
 
-def crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk.Image, RegistrationPlan]:
-    """Keep only the part of the large image that the small one can reach (plus a margin)."""
+def crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk.Image, Box, str]:
+    """Keep only the part of the large image that the small one can reach (plus a margin): the cropped
+    image, the box cut and the sentence saying so."""
     footprint = apply_matrix(transform_to_matrix(transform), corner_points(sampled))
     roi = Box(footprint.min(axis=0), footprint.max(axis=0)).grow(plan.roi_margin_mm)
     try:
@@ -284,7 +269,7 @@ def crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk.
         f"The {plan.large_fov_image} image is cropped to the {plan.small_fov_image} image's footprint plus "
         f"{plan.roi_margin_mm:g} mm ({kept:.0%} of its voxels kept)."
     )
-    return cropped, plan.with_roi(roi, note)
+    return cropped, roi, note
 
 
 def _result_transform(sampled_to_other: sitk.Transform, swapped: bool, fixed, plan) -> sitk.Transform:

@@ -2,18 +2,34 @@
 
 Why: BRAINSFit hands back a transform and an exit code of 0 even when it is 38 mm wrong. Our
 result carries the metric before/after, the optimizer's stop conditions, timings, warnings and the
-sanity checks, so the CLI, the report and the Slicer panel can show them.
+verdict (``verdict.record.Verdict``), so the CLI, the report and the Slicer panel can show them.
+The plan stays a record of what was decided before the run; what the run learned (the ROI it cut,
+which start it kept, notes about both) is kept here, in ``facts``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import SimpleITK as sitk
 
-from .geometry import rotation_angle_deg, scale_factors, transform_to_matrix
+from .geometry import Box, rotation_angle_deg, scale_factors, transform_to_matrix
 from .settings import DEFAULT_ENGINE
+from .verdict.record import Verdict
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What the run learned, as opposed to what the plan decided before it."""
+
+    #: The part of the large image kept for the engine (the small image's footprint plus the margin).
+    roi: Optional[Box] = None
+    #: Sentences about what happened (the crop, the start kept), after the plan's own.
+    notes: Tuple[str, ...] = ()
+    #: The initialisation the kept result ran with, when not the plan's (the user's start refined
+    #: locally after the search's best pose failed the checks: "Off").
+    initialization: Optional[str] = None
 
 
 @dataclass
@@ -52,14 +68,37 @@ class RegistrationResult:
     stages: List[StageResult] = field(default_factory=list)
     timings: Dict[str, float] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
-    sanity: Dict[str, Any] = field(default_factory=dict)
-    passed_sanity_checks: bool = True
-    overlap_after: Optional[float] = None
     #: The engine that optimised (``SimpleITK``, ``BRAINSFit``).
     engine: str = DEFAULT_ENGINE
-    #: What the verdict weighs besides the metric (``steps.evidence.Evidence``), and its confidence.
-    evidence: Any = None
-    confidence: Optional[float] = None
+    #: Every check, the confidence, the competing pose and the evidence (``verdict.judge``).
+    verdict: Verdict = field(default_factory=lambda: Verdict(()))
+    facts: RunFacts = field(default_factory=RunFacts)
+
+    @property
+    def passed_sanity_checks(self) -> bool:
+        return self.verdict.passed
+
+    @property
+    def sanity(self) -> Dict[str, Any]:
+        """``{check name: {value, limit, passed}}`` (``Verdict.sanity``)."""
+        return self.verdict.sanity
+
+    @property
+    def overlap_after(self) -> Optional[float]:
+        return self.verdict.overlap_after
+
+    @property
+    def evidence(self) -> Any:
+        return self.verdict.evidence
+
+    @property
+    def confidence(self) -> Optional[float]:
+        return self.verdict.confidence
+
+    @property
+    def explanation(self) -> Tuple[str, ...]:
+        """The plan's sentences, then the run's (``facts.notes``)."""
+        return tuple(getattr(self.plan, "explanation", ())) + self.facts.notes
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-ready summary (the report adds inputs and versions around it)."""
@@ -74,7 +113,7 @@ class RegistrationResult:
                 "scale_factors": scale_factors(matrix).round(6).tolist(),
             },
             "initial_transform_matrix_lps": transform_to_matrix(self.initial_transform).round(8).tolist(),
-            "plan": self.plan.to_dict() if hasattr(self.plan, "to_dict") else self.plan,
+            "plan": self.plan.to_dict(self.facts) if hasattr(self.plan, "to_dict") else self.plan,
             "settings": self.settings.to_dict() if self.settings is not None else None,
             "metric": {
                 "name": "Mattes mutual information (negative: lower is better)",
@@ -89,4 +128,5 @@ class RegistrationResult:
             "overlap_after": self.overlap_after,
             "engine": self.engine,
             "evidence": self.evidence.to_dict() if self.evidence is not None else None,
+            "verdict": self.verdict.to_dict(),
         }

@@ -73,7 +73,7 @@ class PlanningBudgets:
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """The multi-start pose search (``steps.initialization``); flat names start with ``search_``."""
+    """The multi-start pose search (``search.initialization``); flat names start with ``search_``."""
 
     #: Largest rotation (degrees) the grid explores around the start (and around each half turn).
     max_angle_deg: float = 60.0
@@ -87,7 +87,7 @@ class SearchSettings:
     #: Also look for the small image anywhere in the large one (micro-CT headers share no
     #: coordinate system with the MRI; otherwise only used when the images do not overlap).
     whole_field: bool = False
-    #: Also find the small image by edge-map correlation over every shift (``gradient_correlation``);
+    #: Also find the small image by edge-map correlation over every shift (``search.edge_correlation``);
     #: None: when its field of view is under 1/8 of the large image's (a micro-CT inside an MRI).
     edge_correlation: Optional[bool] = None
     #: The correlation's refinement levels (``pose_levels``): each turns the ``level_keep`` best poses
@@ -135,7 +135,7 @@ class OptimizerSettings:
 
 @dataclass(frozen=True)
 class CheckSettings:
-    """Limits of the result's sanity checks (``steps.checks``)."""
+    """Limits of the result's sanity checks (``verdict.checks``)."""
 
     #: Raise ``RegistrationFailedError`` when the result fails its own sanity checks.
     fail_on_sanity_check: bool = True
@@ -146,7 +146,7 @@ class CheckSettings:
     max_scale_deviation: float = 0.3
     #: Without the search, a result may turn at most this far from the start (else it wandered off).
     max_rotation_without_search_deg: float = 45.0
-    #: The verdict's limits (``steps.verdict``), set on the case family's 63 cases (FAMILY.md): the
+    #: The verdict's limits (``verdict``), set on the case family's 63 cases (FAMILY.md): the
     #: result's score over the best different pose's (relative), the two images' edge correlation at
     #: the result and its lead over the competitor's, the smallest relative score drop for a one-voxel
     #: move, and how far (in search voxels) a local search moves the result. Below a limit the result

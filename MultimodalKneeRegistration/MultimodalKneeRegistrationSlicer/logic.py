@@ -79,11 +79,11 @@ class SlicerRegistrationResult:
 
 
 def _recordPreparation(outcome, sources) -> List[str]:
-    """Crop Volume's notes (what made each working image), added to the plan's sentences and report."""
+    """Crop Volume's notes (what made each working image), added to the run's facts and the report."""
     notes = [note for source in sources for note in source.notes]
     result = outcome.result
     if notes and result is not None:
-        result.plan = replace(result.plan, explanation=tuple(result.plan.explanation) + tuple(notes))
+        result.facts = replace(result.facts, notes=tuple(result.facts.notes) + tuple(notes))
         plan = outcome.report.get("plan") if isinstance(outcome.report, dict) else None
         if isinstance(plan, dict) and isinstance(plan.get("explanation"), list):
             plan["explanation"].extend(notes)

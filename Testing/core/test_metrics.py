@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.steps.metrics import MutualInformationScorer, _trilinear
+from MultimodalKneeRegistrationLib.search.scorer import MutualInformationScorer, _trilinear
 
 
 def _oblique_pair():
@@ -48,13 +48,13 @@ def test_score_peaks_at_the_true_pose():
 
 def test_metric_check_tolerates_noise_at_an_aligned_start_but_not_a_worse_result():
     from MultimodalKneeRegistrationLib.settings import CheckSettings
-    from MultimodalKneeRegistrationLib.steps.checks import sanity_checks
+    from MultimodalKneeRegistrationLib.verdict.checks import sanity_checks
 
     identity = sitk.AffineTransform(3)
 
     def metric_check(before, after):
-        checks, _ = sanity_checks(identity, identity, before, after, 1.0, 0.4, CheckSettings(), 90.0)
-        return checks["metric_improved"]["passed"]
+        checks = sanity_checks(identity, identity, before, after, 1.0, 0.4, CheckSettings(), 90.0)
+        return next(check.passed for check in checks if check.name == "metric_improved")
 
     assert metric_check(-0.50, -0.55)  # improved
     assert metric_check(-0.50, -0.497)  # 0.6% worse: noise around an already aligned start

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, rotation_matrix, transform_to_matrix
+from MultimodalKneeRegistrationLib.search.edge_correlation import _padded_rfftn, correlation_spacing
+from MultimodalKneeRegistrationLib.search.pose_levels import search_levels
+from MultimodalKneeRegistrationLib.search.rotations import covering_radius_deg, local_covering_deg, local_grid
 from MultimodalKneeRegistrationLib.settings import SearchSettings
-from MultimodalKneeRegistrationLib.steps.gradient_correlation import _padded_rfftn, correlation_spacing
-from MultimodalKneeRegistrationLib.steps.pose_levels import search_levels
-from MultimodalKneeRegistrationLib.steps.rotations import covering_radius_deg, local_covering_deg, local_grid
 from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform
 
 CROP_CENTER = (8.0, 12.0, 4.0)

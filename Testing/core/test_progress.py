@@ -8,8 +8,8 @@ import time
 import pytest
 from MultimodalKneeRegistrationLib.errors import CancelledError
 from MultimodalKneeRegistrationLib.progress import Progress
+from MultimodalKneeRegistrationLib.search.initialization import search_start_pose
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
-from MultimodalKneeRegistrationLib.steps.initialization import search_start_pose
 from MultimodalKneeRegistrationLib.steps.planning import plan_registration
 from MultimodalKneeRegistrationLib.synthetic.pairs import make_registration_pair
 

@@ -17,6 +17,7 @@ from MultimodalKneeRegistrationLib.outputs.report import build_report
 from MultimodalKneeRegistrationLib.results import RegistrationResult, StageResult
 from MultimodalKneeRegistrationLib.settings import PRESETS
 from MultimodalKneeRegistrationLib.steps.inspection import inspect_pair
+from MultimodalKneeRegistrationLib.verdict.record import Check, Verdict
 
 GAP = 6  # panel spacing of the unlabelled layout
 
@@ -147,7 +148,8 @@ def fake_outcome(passed: bool = True):
         settings=PRESETS["fast-preview"], metric_before=-0.1, metric_after=float("nan"),
         stages=[StageResult("Rigid", 42, "converged", -0.5, 1.25)], timings={"total": 2.0},
         warnings=["sanity check failed: x"] if not passed else [],
-        sanity={"metric_improved": {"passed": passed}}, passed_sanity_checks=passed, overlap_after=0.9,
+        verdict=Verdict((Check("metric_improved", 0.1, "> 0", passed, "x"),
+                         Check("overlap_after", 0.9, ">= 0.5", True, "held"))),
     )
     refusal = None if passed else RegistrationFailedError("the result failed its sanity checks: x", "look")
     return RunOutcome(result, refusal, {})

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from MultimodalKneeRegistrationLib.settings import CheckSettings
-from MultimodalKneeRegistrationLib.steps.evidence import Evidence
-from MultimodalKneeRegistrationLib.steps.verdict import grade, judge
+from MultimodalKneeRegistrationLib.verdict.evidence import Evidence
+from MultimodalKneeRegistrationLib.verdict.looks import grade, weigh_evidence
+from MultimodalKneeRegistrationLib.verdict.record import Competitor, Verdict
 
 CHECKS = CheckSettings()
 SPACING_MM = 1.5
@@ -17,6 +19,13 @@ SPACING_MM = 1.5
 SURE = Evidence(score=0.40, polish_shift_mm=0.0, competitor_score=0.20, competitor_distance_mm=40.0,
                 competitor_rotation_deg=170.0, margin=0.50, edge_ncc=0.95, competitor_edge_ncc=0.50,
                 weakest_drop=0.10)
+
+
+def judge(evidence, checks, spacing_mm):
+    """(confidence, {look: {value, limit, passed}}, failure sentences), read from one ``Verdict``."""
+    confidence, looks = weigh_evidence(evidence, checks, spacing_mm)
+    verdict = Verdict(tuple(looks), confidence, Competitor.of(evidence), evidence)
+    return confidence, verdict.sanity, verdict.failures
 
 
 def test_grade_is_zero_at_the_limit_one_when_sure_and_linear_between():
@@ -91,3 +100,30 @@ def test_a_small_margin_still_refuses_when_the_competitor_is_a_rival(change):
     rival = replace(SURE, **{**base, **change})
     _, entries, failures = judge(rival, CHECKS, SPACING_MM)
     assert not entries["margin_over_competitor"]["passed"] and "ambiguous" in failures[0]
+
+
+def test_every_check_of_the_verdict_says_its_name_value_limit_outcome_and_a_sentence():
+    confidence, looks = weigh_evidence(replace(SURE, edge_ncc=0.50), CHECKS, SPACING_MM)
+    verdict = Verdict(tuple(looks), confidence)
+    for check in verdict.checks:
+        assert check.name and check.limit and isinstance(check.passed, bool) and check.sentence
+        assert isinstance(check.value, float)
+    assert [c.name for c in verdict.checks if not c.passed] == ["edge_agreement"] and not verdict.passed
+    assert verdict.failures == [verdict.check("edge_agreement").sentence]
+    data = verdict.to_dict()
+    assert data["passed"] is False and data["failures"] == verdict.failures
+    assert [c["name"] for c in data["checks"]] == [c.name for c in verdict.checks]
+
+
+def test_a_refused_verdict_names_the_competitor():
+    matrix = np.eye(4)
+    matrix[:3, 3] = (40.0, 0.0, 0.0)
+    ambiguous = replace(SURE, margin=0.05, competitor_score=0.38, competitor_edge_ncc=0.70, competitor_matrix=matrix)
+    confidence, looks = weigh_evidence(ambiguous, CHECKS, SPACING_MM)
+    verdict = Verdict(tuple(looks), confidence, Competitor.of(ambiguous), ambiguous)
+    assert not verdict.passed and confidence == 0.0
+    assert verdict.competitor.distance_mm == 40.0 and verdict.competitor.rotation_deg == 170.0
+    assert verdict.competitor.score == 0.38 and np.array_equal(verdict.competitor.matrix, matrix)
+    assert "40 mm and 170 deg away" in verdict.failures[0]
+    assert verdict.to_dict()["competitor"]["matrix_lps_fixed_to_moving"][0][3] == 40.0
+    assert Competitor.of(replace(SURE, competitor_matrix=None)) is None

@@ -172,7 +172,7 @@ def test_logic_registers_through_crop_volume_preparation(cliScene):
     assert errors.mean() <= 0.5, f"{errors.mean():.2f} mm mean"
     assert out.result.plan.moving_shrink == (3, 3, 3)
     assert any("moving image was brought to its working grid by Crop Volume" in n for n in out.notes), out.notes
-    assert any("by Crop Volume" in s for s in out.result.plan.explanation)
+    assert any("by Crop Volume" in s for s in out.result.explanation)
     assert any("by Crop Volume" in s for s in out.report["plan"]["explanation"])
     assert _ids(scene) - before == {out.outputTransformNode.GetID()}
 

@@ -22,7 +22,8 @@ from ..engines import RegistrationEngine, SimpleITKEngine
 from ..errors import InputError, RegistrationFailedError
 from ..geometry import Box, apply_matrix, rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
-from ..steps.metrics import MutualInformationScorer, mattes_value
+from ..search.scorer import MutualInformationScorer
+from ..steps.metrics import mattes_value
 from ..steps.planning import RegistrationPlan, plan_registration
 from ..steps.preprocessing import crop_to_box, downsample, shrink_factors_for_spacing, working_image
 from .bone_verdict import BoneVerdict, bone_verdict
@@ -158,10 +159,10 @@ def _prepared(sampled, other, mask, start: np.ndarray, settings):
         shrink_factors=tuple(f for f, _ in PYRAMID), smoothing_sigmas_mm=tuple(g for _, g in PYRAMID),
         min_metric_samples=min(BONE_SAMPLES[0], settings.planning.min_metric_samples),
         max_metric_samples=min(BONE_SAMPLES[1], settings.planning.max_metric_samples),
-        resample_rounds=min(BONE_SAMPLE_ROUNDS, settings.optimizer.resample_rounds))
-    plan = plan_registration(sampled_crop, other_crop, bone_settings).with_initialization(
-        "Off", f"The bone starts from the whole-volume pose and {len(ROTATIONS_DEG)} rotations about "
-               f"its centre within {max(SEARCH_ANGLES_DEG):g} deg; the metric samples inside its mask.")
+        resample_rounds=min(BONE_SAMPLE_ROUNDS, settings.optimizer.resample_rounds), initialize_transform_mode="Off")
+    plan = plan_registration(sampled_crop, other_crop, bone_settings).with_note(
+        f"The bone starts from the whole-volume pose and {len(ROTATIONS_DEG)} rotations about "
+        f"its centre within {max(SEARCH_ANGLES_DEG):g} deg; the metric samples inside its mask.")
     return working_image(sampled_crop, plan.fixed_shrink), working_image(other_crop, plan.moving_shrink), plan
 
 

@@ -2,9 +2,8 @@
 
 Why: a bone's pose is a registration of its own, and can be wrong in the same ways (a look-alike
 pose, a flat optimum, an optimiser that stopped short). It is judged by the same checks and looks
-as the whole volume (``steps.checks``, ``steps.evidence``, ``steps.verdict``), on the bone's working
-images and with its masked scorer, so one set of limits means one thing everywhere. The three calls
-sit in ``bone_verdict`` alone: when they become one ``judge()``, only that function changes.
+as the whole volume (``verdict.judge``), on the bone's working images and with its masked scorer, so
+one set of limits means one thing everywhere.
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import SimpleITK as sitk
 
-from ..geometry import transform_to_matrix
-from ..steps.checks import check_result
-from ..steps.evidence import gather_evidence
-from ..steps.verdict import judge
+from ..verdict.judge import Case, judge_in
 
 
 @dataclass
@@ -44,8 +40,7 @@ def bone_verdict(space, candidates: Sequence[Tuple[float, sitk.Transform]], star
         >>> bone_verdict(space, ranked, start, found, -0.7, -1.0, plan, settings.checks).passed  # doctest: +SKIP
         True
     """
-    sanity, failures = check_result(found, start, metric_before, metric_after, space.sampled, space.other, found,
-                                    plan, checks)
-    evidence = gather_evidence(space, candidates, transform_to_matrix(found), plan.search_spacing_mm)
-    confidence, looks, doubts = judge(evidence, checks, plan.search_spacing_mm)
-    return BoneVerdict(not (failures or doubts), confidence, failures + doubts, {**sanity, **looks})
+    case = Case(found, start, metric_before, metric_after, found, start, space.sampled, space.other, space.other,
+                False)
+    verdict = judge_in(case, space, candidates, plan, checks, plan.initialize_transform_mode)
+    return BoneVerdict(verdict.passed, verdict.confidence, verdict.failures, verdict.sanity)

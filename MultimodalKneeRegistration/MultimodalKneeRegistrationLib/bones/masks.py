@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..geometry import index_to_physical_matrix
+from ..geometry import box_corners, index_to_physical_matrix
 
 #: Default HU threshold for bone (cancellous bone is ~200-400 HU, cortex > 1000 HU).
 BONE_THRESHOLD_HU = 200.0
@@ -263,9 +263,8 @@ def mask_bounding_points(mask: sitk.Image) -> np.ndarray:
     box = stats.GetBoundingBox(1)
     lo = np.array(box[:3], dtype=float) - 0.5
     hi = lo + np.array(box[3:], dtype=float)
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     matrix = index_to_physical_matrix(mask)
-    return corners @ matrix[:3, :3].T + matrix[:3, 3]
+    return box_corners(lo, hi) @ matrix[:3, :3].T + matrix[:3, 3]
 
 
 def bone_values(labels: BoneLabels, only: Optional[Sequence[str]] = None) -> List[int]:

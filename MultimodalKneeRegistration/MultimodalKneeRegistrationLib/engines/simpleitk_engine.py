@@ -30,7 +30,7 @@ from ..execution import (
 from ..geometry import rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
 from ..results import StageResult
-from ..steps.initialization import foreground_centroid
+from ..search.initialization import foreground_centroid
 from ..steps.metrics import mattes_value
 from .base import EngineOutput
 

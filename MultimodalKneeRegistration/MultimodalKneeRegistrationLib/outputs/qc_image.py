@@ -14,7 +14,15 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import Box, apply_matrix, corner_points, index_to_physical_matrix, physical_box, transform_to_matrix
+from ..geometry import (
+    Box,
+    apply_matrix,
+    box_corners,
+    corner_points,
+    index_to_physical_matrix,
+    physical_box,
+    transform_to_matrix,
+)
 from ..io.atomic import PathLike, write_image_atomic
 
 EDGE_COLOUR = np.array([255, 190, 0], dtype=np.float32)   # amber: visible on gray, black and white
@@ -84,8 +92,7 @@ def _support_box(image: sitk.Image) -> Box:
     k, j, i = (np.nonzero(inside.any(axis=axes))[0] for axes in ((1, 2), (0, 2), (0, 1)))
     lo = np.array([i[0], j[0], k[0]]) * step - step / 2.0
     hi = np.array([i[-1], j[-1], k[-1]]) * step + step / 2.0
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in corners])
+    points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in box_corners(lo, hi)])
     return Box(points.min(axis=0), points.max(axis=0))
 
 

@@ -9,7 +9,7 @@ Schema (version 2), top-level keys, always present (``REPORT_KEYS``):
 ``report_format_version``, ``kind`` ("register" or "demo"), ``status`` ("ok" or "refused"),
 ``created``, ``command``, ``software``, ``host``, ``inputs``, ``inspection``, ``plan``, ``result``
 (transform, metric before/after, stages, timings, warnings; null when no result exists),
-``verdict`` (passed, confidence, failures, checks), ``per_bone`` (or null), ``outputs`` (file kind ->
+``verdict`` (passed, confidence, failures, checks, competitor), ``per_bone`` (or null), ``outputs`` (file kind ->
 path), ``notes``, ``resources`` (wall_s, cpu_s, peak_rss_mb). The demo adds ``truth``.
 """
 
@@ -68,7 +68,7 @@ def build_report(outcome: Any, *, inputs: Dict[str, Any], inspection: Any = None
     result = outcome.result
     result_dict = result.to_dict() if result is not None else None
     plan = result_dict.pop("plan", None) if result_dict else None
-    for moved in ("sanity", "passed_sanity_checks"):  # they live in the verdict
+    for moved in ("sanity", "passed_sanity_checks", "verdict"):  # they live in the verdict
         (result_dict or {}).pop(moved, None)
     failures = [] if outcome.refusal is None else [outcome.refusal.what]
     return {
@@ -88,6 +88,7 @@ def build_report(outcome: Any, *, inputs: Dict[str, Any], inspection: Any = None
             "confidence": getattr(result, "confidence", None),
             "failures": failures,
             "checks": result.sanity if result is not None else {},
+            "competitor": _competitor(result),
         },
         "per_bone": outcome.per_bone.to_dict() if outcome.per_bone is not None else None,
         "outputs": {},
@@ -98,3 +99,7 @@ def build_report(outcome: Any, *, inputs: Dict[str, Any], inspection: Any = None
     }
 
 
+def _competitor(result: Any) -> Optional[Dict[str, Any]]:
+    """The competing pose the verdict names (``Verdict.competitor``), or None."""
+    competitor = getattr(getattr(result, "verdict", None), "competitor", None)
+    return competitor.to_dict() if competitor is not None else None

@@ -1,8 +1,8 @@
-"""The pipeline's steps, in the order ``register`` runs them.
+"""The pipeline's steps around the search and the verdict, in the order ``register`` runs them.
 
-``inspection`` (what the two images are), ``planning`` (resolution, field of view, sampling),
-``preprocessing`` (working images: block averaging, cropping, windowing), ``initialization`` (the
-multi-start pose search, with ``gradient_correlation`` for a small image inside a large one),
-``metrics`` (the fast scorer and Mattes MI) and ``checks`` (the result's sanity checks). Engines
-(``..engines``) run between the search and the checks.
+``reading`` (streamed inputs), ``inspection`` and ``roles`` (what the two images are),
+``planning``, ``plan_resolution`` and ``auto_preset`` (resolution, field of view, sampling),
+``preprocessing`` (working images: block averaging, cropping, windowing) and ``metrics`` (the one
+Mattes MI evaluation the report quotes). The search (``..search``) runs after them, the engines
+(``..engines``) after it, and the verdict (``..verdict``) last.
 """

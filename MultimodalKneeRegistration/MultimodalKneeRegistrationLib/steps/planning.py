@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional, Tuple  # noqa: F401
+from typing import Tuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import Box
 from ..settings import ExecutionSettings, OptimizerSettings, RegistrationSettings, SearchSettings
 from .preprocessing import shrink_factors_for_spacing
 from .roles import ImageRoles
@@ -26,7 +25,11 @@ SEARCH_VOXEL_BUDGET = 60_000
 
 @dataclass(frozen=True)
 class RegistrationPlan:
-    """Every choice made before optimisation starts (``explanation`` says why in sentences)."""
+    """Every choice made before optimisation starts (``explanation`` says why in sentences).
+
+    Frozen, and never rewritten during the run: what the run learns (the ROI actually cut, which start
+    was kept) goes into the result's ``facts``.
+    """
 
     fine_image: str
     large_fov_image: str
@@ -38,7 +41,6 @@ class RegistrationPlan:
     moving_working_spacing: Tuple[float, float, float]
     working_spacing_mm: float
     search_spacing_mm: float
-    roi: Optional[Box]
     roi_margin_mm: float
     sampling_percentage: float
     metric_samples: int
@@ -56,22 +58,24 @@ class RegistrationPlan:
     def small_fov_image(self) -> str:
         return "moving" if self.large_fov_image == "fixed" else "fixed"
 
-    def with_roi(self, roi: Box, note: str) -> RegistrationPlan:
-        return dataclasses.replace(self, roi=roi, explanation=self.explanation + (note,))
-
     def with_note(self, note: str) -> RegistrationPlan:
-        """The same plan with one more sentence of explanation."""
+        """The same plan with one more sentence of explanation (while planning: ``plan_resolution``)."""
         return dataclasses.replace(self, explanation=self.explanation + (note,))
 
-    def with_initialization(self, mode: str, note: str) -> RegistrationPlan:
-        """The same plan with another initialisation (the local refinement of the user's start)."""
-        return dataclasses.replace(self, initialize_transform_mode=mode, explanation=self.explanation + (note,))
-
-    def to_dict(self) -> dict:
+    def to_dict(self, facts=None) -> dict:
+        """The plan for the report, with what the run learned (``results.RunFacts``) where the report has
+        always shown it: the ROI cut, the initialisation the kept result ran with, the run's sentences."""
         data = dataclasses.asdict(self)
-        data["roi"] = self.roi.to_dict() if self.roi is not None else None
-        data["explanation"] = list(self.explanation)
-        return data
+        roi = getattr(facts, "roi", None)
+        ordered = {}
+        for key, value in data.items():
+            ordered[key] = value
+            if key == "search_spacing_mm":
+                ordered["roi"] = roi.to_dict() if roi is not None else None
+        if getattr(facts, "initialization", None):
+            ordered["initialize_transform_mode"] = facts.initialization
+        ordered["explanation"] = list(self.explanation) + list(getattr(facts, "notes", ()))
+        return ordered
 
 
 def plan_registration(
@@ -82,8 +86,8 @@ def plan_registration(
     """Plan resolution, field of view and sampling for registering ``moving`` to ``fixed``.
 
     Only the images' geometry is read (size, spacing, origin, direction), so headers will do. The
-    ROI is filled in after initialisation (``RegistrationPlan.with_roi``), when the small image's
-    footprint is known.
+    ROI is cut after initialisation, when the small image's footprint is known: the plan decides its
+    margin, the result records the box (``RegistrationResult.facts``).
 
     Example:
         >>> plan = plan_registration(ct, mr, PRESETS["mri-ct"])  # doctest: +SKIP
@@ -115,7 +119,6 @@ def plan_registration(
         moving_working_spacing=spacing["moving"],
         working_spacing_mm=round(working, 4),
         search_spacing_mm=round(search_spacing, 3),
-        roi=None,
         roi_margin_mm=settings.choices.roi_margin_mm,
         sampling_percentage=percentage,
         metric_samples=int(percentage * small_voxels),
@@ -171,7 +174,7 @@ def _sampling(settings: RegistrationSettings, small_voxels: float, small: str):
 
 
 def _search_sentence(search, spacing_mm: float) -> str:
-    from .rotations import covering_radius_deg, search_rotations
+    from ..search.rotations import covering_radius_deg, search_rotations
 
     count = len(search_rotations(search))
     turns = " and about each of the three half turns (a scan turned over)" if search.flips else ""
@@ -186,7 +189,7 @@ def _search_sentence(search, spacing_mm: float) -> str:
 
 def _levels_sentence(search) -> str:
     """The edge correlation's coarse-to-fine levels, with their measured covering radii."""
-    from .rotations import local_covering_deg
+    from ..search.rotations import local_covering_deg
 
     if search.edge_correlation is False or not search.level_steps_deg:
         return ""

@@ -156,15 +156,7 @@ def crop_to_box(image: sitk.Image, box: Box) -> sitk.Image:
     Returns the image itself when the box covers it, and raises ``InputError`` when they are
     disjoint (the caller decides what that means).
     """
-    corners = np.array(
-        [
-            [x, y, z]
-            for x in (box.lower[0], box.upper[0])
-            for y in (box.lower[1], box.upper[1])
-            for z in (box.lower[2], box.upper[2])
-        ]
-    )
-    index = apply_matrix(np.linalg.inv(index_to_physical_matrix(image)), corners)
+    index = apply_matrix(np.linalg.inv(index_to_physical_matrix(image)), box.corners())
     size = np.array(image.GetSize())
     lower = np.clip(np.floor(index.min(axis=0)).astype(int), 0, size - 1)
     upper = np.clip(np.ceil(index.max(axis=0)).astype(int), 0, size - 1)

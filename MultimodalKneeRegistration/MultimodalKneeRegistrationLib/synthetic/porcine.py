@@ -18,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from ..geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
+from ..geometry import apply_matrix, corner_points, index_to_physical_matrix, transform_to_matrix
 from .microct_look import BONE_HU, LOOKS, add_microct_look, storage_zero, to_storage
 from .phantom import make_grid
 
@@ -131,13 +131,7 @@ class PorcineSources:
 
     def contains(self, grid: sitk.Image) -> bool:
         """True when ``grid``'s field of view lies inside the CT's (no padded air in a cube)."""
-        corners = apply_matrix(index_to_physical_matrix(grid), _corner_indices(grid))
-        return bool(np.all(inside_grid(self.ct, corners)))
-
-
-def _corner_indices(grid: sitk.Image) -> np.ndarray:
-    hi = np.array(grid.GetSize(), dtype=float) - 0.5
-    return np.array([[x, y, z] for x in (-0.5, hi[0]) for y in (-0.5, hi[1]) for z in (-0.5, hi[2])])
+        return bool(np.all(inside_grid(self.ct, corner_points(grid))))
 
 
 def _grid_center(grid: sitk.Image) -> np.ndarray:

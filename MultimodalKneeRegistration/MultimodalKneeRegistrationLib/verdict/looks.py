@@ -1,7 +1,7 @@
-"""The verdict: is the result trustworthy, how much, and if not, what competes with it.
+"""The verdict's looks beyond the metric: graded into a confidence, each a check.
 
 Why: the optimised metric cannot vouch for itself (an 87 mm wrong pose scored like the right one and
-passed every check). The evidence (``steps.evidence``) gives three independent looks: the margin over
+passed every check). The evidence (``verdict.evidence``) gives three independent looks: the margin over
 the best different pose, the agreement of the two images' edges, and how firmly the score holds the
 pose. Each is turned into a 0-1 grade against limits measured on the case family (README,
 Testing/benchmarks/results/FAMILY.md); the confidence is the weakest grade, and a result is refused
@@ -10,9 +10,12 @@ when any look is below its limit, with a message naming the competing pose and w
 
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
+
+from .checks import make_check
+from .record import Check
 
 
 def grade(value, limit: float, sure: float) -> float:
@@ -22,8 +25,8 @@ def grade(value, limit: float, sure: float) -> float:
     return float(np.clip((value - limit) / max(sure - limit, 1e-9), 0.0, 1.0))
 
 
-def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], List[str]]:
-    """(confidence in [0, 1], one check entry per look, failure sentences) for ``evidence``.
+def weigh_evidence(evidence, checks, spacing_mm: float) -> Tuple[float, List[Check]]:
+    """(confidence in [0, 1], one check per look) for ``evidence``.
 
     ``checks`` holds the limits (``settings.checks``) and the values at which each look counts as
     sure; ``spacing_mm`` is the search's voxel size (the polish shift is counted in it).
@@ -35,13 +38,11 @@ def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], 
         "edge_lead_over_competitor": (lead, checks.min_edge_lead, checks.sure_edge_lead),
         "constraint": (evidence.weakest_drop, checks.min_constraint, checks.sure_constraint),
     }
-    entries, failures = {}, []
+    entries = {}
     look_alike = _competitor_is_look_alike(evidence, lead, checks)
     for name, (value, limit, _) in looks.items():
         passed = value is None or value >= limit or (name == "margin_over_competitor" and look_alike)
         entries[name] = _entry(value, f">= {limit:g}", passed)
-        if not passed:
-            failures.append(_sentence(name, evidence))
     if look_alike:
         gap, floor = checks.look_alike_edge_gap, checks.min_edge_agreement
         entries["margin_over_competitor"]["limit"] += (f", or the competitor's edges below {floor:g} and {gap:g} "
@@ -51,12 +52,14 @@ def judge(evidence, checks, spacing_mm: float) -> Tuple[float, Dict[str, dict], 
     converged = polish_voxels <= checks.max_polish_voxels
     entries["optimiser_converged"] = _entry(polish_voxels, f"<= {checks.max_polish_voxels:g} search voxels moved by "
                                             "a local search", converged)
-    if not converged:
-        failures.append(_sentence("optimiser_converged", evidence))
     grades = [grade(value, limit, sure) for value, limit, sure in looks.values()]
     grades.append(grade(-polish_voxels, -checks.max_polish_voxels, 0.0))
     confidence = min(grades)
-    return round(confidence, 3), entries, failures
+    return round(confidence, 3), [
+        make_check(name, entry["value"], entry["limit"], entry["passed"],
+                   "" if entry["passed"] else _sentence(name, evidence))
+        for name, entry in entries.items()
+    ]
 
 
 def _competitor_is_look_alike(evidence, lead, checks) -> bool:

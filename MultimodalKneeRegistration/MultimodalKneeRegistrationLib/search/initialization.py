@@ -29,12 +29,13 @@ from ..geometry import (
 )
 from ..progress import Progress
 from ..results import StageResult
-from .gradient_correlation import correlation_spacing
+from ..steps.preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
+from .edge_correlation import correlation_spacing
 from .local_search import pattern_search
-from .metrics import MutualInformationScorer
 from .pose_levels import LevelRecord, search_levels
-from .preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
+from .poses import DistinctPoses
 from .rotations import covering_radius_deg, search_rotations
+from .scorer import MutualInformationScorer
 
 _KEEP_TRANSLATIONS = 5
 _REFINE_CANDIDATES = 12
@@ -66,12 +67,13 @@ class SearchOutcome:
 
 
 def initialise(sampled: sitk.Image, other: sitk.Image, start: sitk.Transform, plan, progress: Progress,
-               mask: Optional[sitk.Image] = None) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
-    """The starting pose (sampled -> other) for the engine, by the plan's initialisation mode, its
-    stage record, and the search's outcome (None without a search); the search scores only inside
-    ``mask`` (over ``sampled``) when given."""
+               mode: Optional[str] = None, mask: Optional[sitk.Image] = None,
+               ) -> Tuple[sitk.Transform, StageResult, Optional[SearchOutcome]]:
+    """The starting pose (sampled -> other) for the engine by ``mode`` (default: the plan's
+    initialisation mode), its stage record, and the search's outcome (None without a search); the
+    search scores only inside ``mask`` (over ``sampled``) when given."""
     tick = time.perf_counter()
-    mode = plan.initialize_transform_mode
+    mode = mode or plan.initialize_transform_mode
     if mode == "search":
         outcome = search_start_pose(sampled, other, start, plan, progress, mask)
         return outcome.transform, StageResult(
@@ -253,7 +255,8 @@ def _refine_best(space: PoseSpace, correlated, poses, plan, progress: Progress):
     """A short local optimisation of the best distinct poses (on the search's threads); their (score, pose) pairs."""
     refined: List[Tuple[float, sitk.VersorRigid3DTransform]] = []
     correlated_ids = {id(candidate) for _, candidate in correlated}
-    chosen = _distinct_poses(correlated + poses, _REFINE_CANDIDATES + len(correlated))
+    distinct = DistinctPoses(space.small, plan.search_spacing_mm)
+    chosen = _distinct_poses(correlated + poses, _REFINE_CANDIDATES + len(correlated), distinct)
     polished = parallel_map(lambda item: _pattern_refine(space, item[1], plan), chosen,
                             search_workers(plan.execution), progress, "search: refining the best poses")
     for (score, candidate), (polished_score, pose) in zip(chosen, polished):
@@ -321,17 +324,13 @@ def _distinct(shifts: List[np.ndarray], count: int, min_distance: float) -> List
     return chosen
 
 
-def _distinct_poses(poses, count: int):
+def _distinct_poses(poses, count: int, distinct: DistinctPoses):
+    """The first ``count`` poses (score, pose) that are each a different answer from every one before."""
     chosen = []
     for score, candidate in poses:
         matrix = transform_to_matrix(candidate)
-        if all(_poses_differ(matrix, transform_to_matrix(c)) for _, c in chosen):
+        if all(distinct.differ(transform_to_matrix(c), matrix) for _, c in chosen):
             chosen.append((score, candidate))
         if len(chosen) == count:
             break
     return chosen
-
-
-def _poses_differ(a: np.ndarray, b: np.ndarray) -> bool:
-    """Poses more than ~6 deg or 3 mm apart count as different starting points."""
-    return bool(np.abs(a[:3, :3] - b[:3, :3]).max() > 0.1 or np.linalg.norm(a[:3, 3] - b[:3, 3]) > 3.0)

@@ -3,14 +3,14 @@
 Why: on a 30 mm micro-CT cube the wrong pose, 87 mm away, scored the same Mattes MI as the right one
 (-0.48 vs -0.486) and passed every check: MI alone cannot tell them apart. Three independent looks:
 
-- the best *competitor*: the search's best refined pose that lies elsewhere (more than a few mm or
-  degrees away), and how far the result's score is above it (the margin);
+- the best *competitor*: the search's best refined pose that is a different answer (``search.poses``),
+  and how far the result's score is above it (the margin);
 - *edge agreement*: the correlation of the two images' gradient-magnitude maps at the result and at
   the competitor (bone and tissue boundaries show in both modalities, independently of MI);
 - *constraint*: how much the score drops when the result is moved by a couple of millimetres or
   degrees in its weakest direction (a flat optimum does not say where the image belongs).
 
-``steps.verdict`` turns these into a confidence and a decision.
+``verdict.looks`` grades these into a confidence and checks; ``verdict.judge`` gives the one verdict.
 """
 
 from __future__ import annotations
@@ -21,14 +21,11 @@ from typing import Dict, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import apply_matrix, physical_box, rotation_angle_deg, transform_to_matrix, turned_about
-from .gradient_correlation import edge_map
-from .local_search import pattern_search
+from ..geometry import physical_box, transform_to_matrix, turned_about
+from ..search.edge_correlation import edge_map
+from ..search.local_search import pattern_search
+from ..search.poses import DistinctPoses, turn_deg
 
-#: Poses further apart than this many search voxels (mean displacement of the sampled image's box,
-#: at least 5 mm) or this angle are different answers, not the same one found twice.
-DISTINCT_VOXELS = 3.0
-DISTINCT_DEG = 8.0
 #: The constraint check moves the pose by one search voxel, and turns it so far that the object's
 #: edge moves by one voxel.
 
@@ -65,12 +62,12 @@ def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: fl
     attribute, one bone's, limits the edge agreement to it as its scorer is)."""
     score_of = space.scorer.score_matrix
     refined, score = pattern_search(score_of, result_matrix, space.center, spacing_mm, max_evaluations=150)
-    anchors = _anchor_points(space.small)
-    competitor = _best_competitor(candidates, refined, anchors, max(5.0, DISTINCT_VOXELS * spacing_mm))
+    distinct = DistinctPoses(space.small, spacing_mm)
+    competitor = _best_competitor(candidates, refined, distinct)
     edges = _EdgeAgreement(space.small, space.large, spacing_mm, getattr(space, "mask", None))
     radius = float(physical_box(space.small).size.min()) / 2.0
     evidence = Evidence(
-        score=score, polish_shift_mm=_distance_mm(refined, result_matrix, anchors), competitor_score=None,
+        score=score, polish_shift_mm=distinct.distance_mm(refined, result_matrix), competitor_score=None,
         competitor_distance_mm=None, competitor_rotation_deg=None, margin=None, edge_ncc=edges.ncc(refined),
         competitor_edge_ncc=None,
         weakest_drop=_weakest_drop(score_of, refined, space.center, score, spacing_mm, spacing_mm / radius),
@@ -79,32 +76,18 @@ def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: fl
         matrix, competitor_score = competitor
         evidence.competitor_matrix = matrix
         evidence.competitor_score = competitor_score
-        evidence.competitor_distance_mm = _distance_mm(matrix, refined, anchors)
-        evidence.competitor_rotation_deg = rotation_angle_deg(np.linalg.inv(refined) @ matrix)
+        evidence.competitor_distance_mm = distinct.distance_mm(matrix, refined)
+        evidence.competitor_rotation_deg = turn_deg(refined, matrix)
         evidence.margin = (score - competitor_score) / max(abs(score), 1e-9)
         evidence.competitor_edge_ncc = edges.ncc(matrix)
     return evidence
 
 
-def _anchor_points(image: sitk.Image) -> np.ndarray:
-    """The corners and centre of the image's box: where two poses' displacement is measured."""
-    box = physical_box(image)
-    corners = np.array([[x, y, z] for x in (box.lower[0], box.upper[0]) for y in (box.lower[1], box.upper[1])
-                        for z in (box.lower[2], box.upper[2])])
-    return np.vstack([corners, box.center[None]])
-
-
-def _distance_mm(a: np.ndarray, b: np.ndarray, points: np.ndarray) -> float:
-    return float(np.linalg.norm(apply_matrix(a, points) - apply_matrix(b, points), axis=1).mean())
-
-
-def _best_competitor(candidates, result: np.ndarray, anchors: np.ndarray, distinct_mm: float):
-    """The best-scoring candidate that is a different answer from ``result`` (or None)."""
+def _best_competitor(candidates, result: np.ndarray, distinct: DistinctPoses):
+    """The best-scoring candidate that is a different answer from ``result`` (``search.poses``), or None."""
     for score, candidate in candidates:
         matrix = transform_to_matrix(candidate)
-        apart = _distance_mm(matrix, result, anchors) > distinct_mm
-        turned = rotation_angle_deg(np.linalg.inv(result) @ matrix) > DISTINCT_DEG
-        if apart or turned:
+        if distinct.differ(result, matrix):
             return matrix, float(score)
     return None
 

@@ -7,24 +7,25 @@ records its value, its limit and whether it passed, so the report shows why a re
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import overlap_fraction, rotation_angle_deg, scale_factors, transform_to_matrix
-from .metrics import explained_fraction
+from ..steps.metrics import explained_fraction
+from .record import Check
 
 
-def rotation_limit_deg(plan, checks) -> Optional[float]:
+def rotation_limit_deg(initialization: str, search, checks) -> Optional[float]:
     """How far a result may turn from the start, or None when the search explored every orientation.
 
     A search around the identity and the three half turns reaches any rotation, so no limit would
     mean anything (it used to read "<= 180 deg", which cannot fail). Without the search, the
     optimiser alone cannot justify a large turn: past the limit it wandered off.
     """
-    if plan.initialize_transform_mode == "search":
-        return None if plan.search.flips else plan.search.max_angle_deg + 30.0
+    if initialization == "search":
+        return None if search.flips else search.max_angle_deg + 30.0
     return checks.max_rotation_without_search_deg
 
 
@@ -37,8 +38,8 @@ def sanity_checks(
     explained: float,
     checks,
     max_rotation_deg: Optional[float],
-) -> Tuple[Dict[str, dict], List[str]]:
-    """Checks a result must pass before it is trusted; returns (checks, failure sentences).
+) -> List[Check]:
+    """Checks a result must pass before it is trusted, in report order.
 
     ``checks`` holds the limits (``settings.checks``); ``max_rotation_deg`` None leaves the
     rotation check out (see ``rotation_limit_deg``).
@@ -67,8 +68,17 @@ def sanity_checks(
         messages["rotation_from_start_deg"] = (
             f"the result rotates {rotation:.0f} deg away from the start, beyond what the initialisation explored"
         )
-    failures = [messages[name] for name, check in results.items() if not check["passed"]]
-    return results, failures
+    return [make_check(name, entry["value"], entry["limit"], entry["passed"], messages[name])
+            for name, entry in results.items()]
+
+
+def make_check(name: str, value, limit: str, passed: bool, failure: str) -> Check:
+    """A ``Check`` whose sentence is ``failure`` when it failed, and says it held otherwise."""
+    return Check(name, value, limit, bool(passed), failure if not passed else _held(name, value, limit))
+
+
+def _held(name: str, value, limit: str) -> str:
+    return f"{name.replace('_', ' ')} {value} is within its limit ({limit})"
 
 
 def _similarity_checks(metric_before, metric_after, explained: float, checks) -> Dict[str, dict]:
@@ -98,14 +108,15 @@ def check_result(
     sampled_to_other: sitk.Transform,
     plan,
     checks,
+    initialization: str,
     mask: Optional[sitk.Image] = None,
-) -> Tuple[Dict[str, dict], List[str]]:
+) -> List[Check]:
     """``sanity_checks`` with overlap and shared information measured on the working images
     (``sampled`` mapped into ``other``, only inside ``mask`` when given): the one place every
     engine's result is checked.
 
-    ``transform`` and ``start_transform`` are the fixed -> moving result and start; the overlap is
-    ``checks["overlap_after"]["value"]``.
+    ``transform`` and ``start_transform`` are the fixed -> moving result and start;
+    ``initialization`` is the mode the result was initialised by (``rotation_limit_deg``).
     """
     return sanity_checks(
         transform,
@@ -115,7 +126,7 @@ def check_result(
         overlap_fraction(sampled, other, sampled_to_other),
         explained_fraction(sampled, other, sampled_to_other, plan.search_spacing_mm, mask),
         checks,
-        rotation_limit_deg(plan, checks),
+        rotation_limit_deg(initialization, plan.search, checks),
     )
 
 

@@ -20,8 +20,9 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import apply_matrix, index_to_physical_matrix, physical_box, rotation_angle_deg
-from .preprocessing import downsample, shrink_factors_for_spacing
+from ..geometry import apply_matrix, index_to_physical_matrix, physical_box
+from ..steps.preprocessing import downsample, shrink_factors_for_spacing
+from .poses import DistinctPeaks
 
 #: Largest grid (voxels) the large image's edge map is correlated on; the spacing grows to fit.
 MAX_CORRELATION_VOXELS = 4_000_000
@@ -144,12 +145,13 @@ class EdgeCorrelator:
         return CorrelationCandidate(matrix, float(ncc[best]))
 
 
-def distinct_best(found: Sequence[CorrelationCandidate], center: np.ndarray, count: int,
+def distinct_best(found: Sequence[CorrelationCandidate], distinct: DistinctPeaks, count: int,
                   key: Callable[[CorrelationCandidate], float] = lambda c: c.ncc) -> List[CorrelationCandidate]:
-    """The ``count`` best poses by ``key`` (NCC by default), each 6 mm or 10 deg from every better one."""
+    """The ``count`` best poses by ``key`` (NCC by default), each a different peak (``poses.DistinctPeaks``)
+    from every better one."""
     chosen: List[CorrelationCandidate] = []
     for candidate in sorted(found, key=lambda c: -key(c)):
-        if all(_distinct(candidate.matrix, other.matrix, center) for other in chosen):
+        if all(distinct.differ(candidate.matrix, other.matrix) for other in chosen):
             chosen.append(candidate)
         if len(chosen) == count:
             break
@@ -246,7 +248,3 @@ def _window_spread(large_fft, large_squared_fft, ball: np.ndarray, shape) -> np.
     local_squares = np.fft.irfftn(large_squared_fft * weight_fft, shape, axes=_AXES)
     return np.sqrt(np.maximum(local_squares - local_sum * local_sum / ball.sum(), 0.0))
 
-
-def _distinct(a: np.ndarray, b: np.ndarray, center: np.ndarray) -> bool:
-    moved = np.linalg.norm((a[:3, :3] - b[:3, :3]) @ center + a[:3, 3] - b[:3, 3])
-    return bool(moved > 6.0 or rotation_angle_deg(a[:3, :3].T @ b[:3, :3]) > 10.0)

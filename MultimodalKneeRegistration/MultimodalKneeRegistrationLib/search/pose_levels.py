@@ -29,7 +29,8 @@ import SimpleITK as sitk
 
 from ..execution import parallel_map
 from ..progress import Progress
-from .gradient_correlation import CorrelationCandidate, EdgeCorrelator, distinct_best
+from .edge_correlation import CorrelationCandidate, EdgeCorrelator, distinct_best
+from .poses import DistinctPeaks
 from .rotations import local_covering_deg, local_grid
 
 #: How far (mm) around a kept pose a refinement level looks for the best shift.
@@ -81,6 +82,7 @@ def search_levels(
     correlator = EdgeCorrelator(small, large, spacing_mm, mask)
     if not correlator.usable:
         return LevelOutcome([], [])
+    distinct = DistinctPeaks(correlator.center)
     whole = correlator.whole()
     found = parallel_map(lambda r: correlator.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
                          "search: edge correlation over every orientation", batch=24,
@@ -90,19 +92,20 @@ def search_levels(
     steps, keeps = search.level_steps_deg, search.level_keep
     parts = progress.sub(0.6, 1.0).split(max(1, len(steps)))
     for number, (step, keep) in enumerate(zip(steps, keeps)):
-        kept = shortlist(found, correlator.center, keep)
+        kept = shortlist(found, distinct, keep)
         found = _refine_level(correlator, kept, step, score, workers, parts[number])
         levels.append(LevelRecord(f"level {number + 2} (around {len(kept)} poses)", len(kept) * len(local_grid(step)),
                                   local_covering_deg(step), spacing_mm, len(kept)))
-    return LevelOutcome(shortlist(found, correlator.center, search.final_candidates), levels)
+    return LevelOutcome(shortlist(found, distinct, search.final_candidates), levels)
 
 
-def shortlist(found: Sequence[CorrelationCandidate], center: np.ndarray, count: int) -> List[CorrelationCandidate]:
+def shortlist(found: Sequence[CorrelationCandidate], distinct: DistinctPeaks, count: int
+              ) -> List[CorrelationCandidate]:
     """Up to ``count`` distinct poses: the best half by edge correlation, then the best by MI."""
-    by_ncc = distinct_best(found, center, (count + 1) // 2)
+    by_ncc = distinct_best(found, distinct, (count + 1) // 2)
     scored = [c for c in found if np.isfinite(c.score)]
-    by_score = distinct_best(scored, center, count, key=lambda c: c.score)
-    return distinct_best(by_ncc + by_score, center, count, key=_rank_key(by_ncc))
+    by_score = distinct_best(scored, distinct, count, key=lambda c: c.score)
+    return distinct_best(by_ncc + by_score, distinct, count, key=_rank_key(by_ncc))
 
 
 def _rank_key(first: List[CorrelationCandidate]) -> Callable[[CorrelationCandidate], float]:

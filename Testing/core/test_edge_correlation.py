@@ -1,4 +1,4 @@
-"""``gradient_correlation`` finds a small, turned CT-like crop inside a large MRI-like image.
+"""``search.edge_correlation`` finds a small, turned CT-like crop inside a large MRI-like image.
 
 The phantom renders both modalities with different intensity mappings, so only shared edges can
 find the crop. The crop's pose is known: it shows the phantom at ``truth(x)`` for its own points
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, transform_to_matrix
+from MultimodalKneeRegistrationLib.search.edge_correlation import correlation_spacing, edge_map
+from MultimodalKneeRegistrationLib.search.pose_levels import search_levels
 from MultimodalKneeRegistrationLib.settings import SearchSettings
-from MultimodalKneeRegistrationLib.steps.gradient_correlation import correlation_spacing, edge_map
-from MultimodalKneeRegistrationLib.steps.pose_levels import search_levels
 from MultimodalKneeRegistrationLib.synthetic.phantom import KneePhantom, rigid_transform
 from MultimodalKneeRegistrationLib.synthetic.poses import axis_angle_matrix
 
