@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import RegistrationFailedError
+from .errors import InputError, RegistrationFailedError
 from .io.sources import VolumeSource, pixels, whole
 from .outputs.grids import resample_grid
 from .outputs.qc_image import render_qc
@@ -64,6 +64,9 @@ def run(
     initial_transform: Optional[sitk.Transform] = None,
     bone_labels: Any = None,
     labels_space: str = "fixed",
+    whole_volume: Union[RegistrationResult, sitk.Transform, None] = None,
+    bone_dilation_mm: Optional[float] = None,
+    bone_names: Optional[Sequence[str]] = None,
     resample: Union[bool, sitk.Image, None] = True,
     resample_spacing_mm: Optional[float] = None,
     qc_mode: Optional[str] = "edges",
@@ -80,28 +83,28 @@ def run(
     ``qc_mode`` None draws no picture. A refused result is not raised: the outcome says
     ``status == "refused"`` and still carries its report and QC picture, so the caller can write
     them and exit with the refusal's code. Other errors (bad input, cancel) are raised.
+
+    ``whole_volume`` (an earlier ``RegistrationResult`` or fixed -> moving transform, e.g. Slicer's) skips
+    the whole-volume step: each bone of ``bone_labels`` (required) starts from it, with ``settings``. A
+    cancel raises, so an earlier result stays the caller's. ``bone_dilation_mm``, ``bone_names``: per bone.
     """
     began, cpu = time.perf_counter(), time.process_time()
     settings = settings or PRESETS[DEFAULT_PRESET]
     settings.validate()
+    given = None if whole_volume is None else _given_whole(whole_volume, bone_labels)  # checked before any work
     progress = Progress.wrap(progress, should_cancel)
     grid = _resample_reference(fixed, resample, resample_spacing_mm)[0] if isinstance(moving, VolumeSource) else None
     read = READ_SHARE if needs_reading(fixed, moving, settings, grid) else 0.0
     read_inputs(fixed, moving, settings, progress.sub(0.0, read), grid)  # each streamed input read once
-    inspection = inspect_pair(fixed, moving, initial_transform, settings.choices.initialize_transform_mode)
-    share = 0.75 if bone_labels is not None else 0.9
-    refusal, result = None, None
-    try:
-        result = register(fixed, moving, settings, engine=engine, initial_transform=initial_transform,
-                          progress=progress.sub(read, share))
-    except RegistrationFailedError as error:
-        refusal, result = error, getattr(error, "result", None)
-    outcome = RunOutcome(result, refusal, {})
-    if refusal is None and bone_labels is not None:
-        from .bones.per_bone import register_per_bone
-
-        outcome.per_bone = register_per_bone(whole(fixed), whole(moving), result, bone_labels, result.settings,
-                                             progress.sub(share, 0.9), labels_space=labels_space)
+    start = initial_transform if given is None else getattr(whole_volume, "transform", whole_volume)
+    inspection = inspect_pair(fixed, moving, start, settings.choices.initialize_transform_mode)
+    share = read if given is not None else (0.75 if bone_labels is not None else 0.9)
+    outcome = given if given is not None else _register_whole(fixed, moving, settings, engine, initial_transform,
+                                                              progress.sub(read, share))
+    if outcome.refusal is None and bone_labels is not None:  # given start: these settings; else the result's
+        bones_from = (start, settings) if given is not None else (outcome.result, outcome.result.settings)
+        outcome.per_bone = _register_bones(fixed, moving, *bones_from, bone_labels, progress.sub(share, 0.9),
+                                           labels_space, bone_dilation_mm, bone_names)
     progress.report(0.9, "resampling and drawing the QC picture", force=True)
     _pictures(outcome, fixed, moving, resample, resample_spacing_mm, qc_mode)
     outcome.report = build_report(
@@ -111,6 +114,46 @@ def run(
     )
     progress.done("done")
     return outcome
+
+
+def _register_whole(fixed, moving, settings: RegistrationSettings, engine: Any,
+                    initial_transform: Optional[sitk.Transform], progress: Progress) -> RunOutcome:
+    """The whole-volume registration as an outcome: accepted, or refused (the refused result kept for the report)."""
+    try:
+        result = register(fixed, moving, settings, engine=engine, initial_transform=initial_transform,
+                          progress=progress)
+    except RegistrationFailedError as error:
+        return RunOutcome(getattr(error, "result", None), error, {})
+    return RunOutcome(result, None, {})
+
+
+def _register_bones(fixed, moving, start: Any, settings: RegistrationSettings, bone_labels: Any, progress: Progress,
+                    labels_space: str, dilation_mm: Optional[float], names: Optional[Sequence[str]]) -> Any:
+    """Each bone from ``start`` (a whole-volume result or transform), on the whole images (masks limit it)."""
+    from .bones.per_bone import DEFAULT_DILATION_MM, register_per_bone
+
+    return register_per_bone(whole(fixed), whole(moving), start, bone_labels, settings, progress,
+                             labels_space=labels_space, bones=names,
+                             dilation_mm=DEFAULT_DILATION_MM if dilation_mm is None else dilation_mm)
+
+
+def _given_whole(whole_volume: Union[RegistrationResult, sitk.Transform], bone_labels: Any) -> RunOutcome:
+    """An outcome around an earlier whole-volume result (or bare transform) that the bones start from.
+
+    A bare transform has no result to report: the outcome's ``result`` is None and a note says where
+    the transform came from (the per-bone report records its matrix).
+    """
+    if bone_labels is None:
+        raise InputError("a whole-volume result was given but no bone labels",
+                         "pass bone_labels to register each bone from it, or leave whole_volume out")
+    if isinstance(whole_volume, RegistrationResult):
+        return RunOutcome(whole_volume, None, {}, notes=["The whole-volume result was given (an earlier run): "
+                                                         "only the bones were registered."])
+    if not isinstance(whole_volume, sitk.Transform):
+        raise InputError("the whole-volume result is not a registration result or a transform",
+                         "pass an earlier run's result or its fixed -> moving transform")
+    return RunOutcome(None, None, {}, notes=["The whole-volume transform was given, not registered in this run: "
+                                             "only the bones were registered, starting from it."])
 
 
 def _pictures(outcome: RunOutcome, fixed, moving, resample, spacing_mm, qc_mode) -> None:

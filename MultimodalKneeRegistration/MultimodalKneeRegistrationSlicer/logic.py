@@ -333,7 +333,9 @@ class KneeRegistrationLogic:
         ``segmentationNode`` (one segment per bone, named after the bone), else from the CT. Creates
         "<moving> <bone> transform" nodes and, with ``cloneVolumes``, "<moving> (<bone>)" copies of
         the moving volume under them; the inputs are not modified and nothing is written when the
-        run fails or is cancelled.
+        run fails or is cancelled (the whole-volume result stays). The bones go through the core's one
+        ``run`` (``whole_volume``: no second whole-volume registration); its report is ``.report``.
+        No ROI: each bone's dilated mask already limits where the metric looks.
 
         Example:
             >>> bones = logic.readBoneLabels(ct, mr, getNode("Bones"))  # doctest: +SKIP
@@ -341,9 +343,9 @@ class KneeRegistrationLogic:
             >>> out = logic.registerPerBone(ct, mr, whole, boneLabels=bones)  # doctest: +SKIP
             >>> print(out.summary())  # doctest: +SKIP
         """
-        from MultimodalKneeRegistrationLib.bones.per_bone import DEFAULT_DILATION_MM, register_per_bone
+        from MultimodalKneeRegistrationLib.run import run
 
-        from .per_bone_adapter import SlicerPerBoneResult, addBoneNodes, readBoneLabels, wholeVolumeTransform
+        from .per_bone_adapter import SlicerPerBoneResult, addBoneNodes, readBoneLabels, wholeVolumeStart
         from .volume_adapter import sitkImageFromVolumeNode
 
         began = time.perf_counter()
@@ -353,17 +355,18 @@ class KneeRegistrationLogic:
         if boneLabels is not None and segmentationNode is not None:
             raise InputError("both bone labels and a segmentation were given",
                              "pass the segmentation or its labels, not both")
-        start = wholeVolumeTransform(fixedNode, movingNode, whole)
+        start = wholeVolumeStart(fixedNode, movingNode, whole)
         if boneLabels is None:
             boneLabels = readBoneLabels(fixedNode, movingNode, segmentationNode, expectedBones)
-        result = register_per_bone(
-            sitkImageFromVolumeNode(fixedNode, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"), start,
-            boneLabels.labels, settings, progress, shouldCancel, labels_space=boneLabels.space,
-            dilation_mm=DEFAULT_DILATION_MM if dilationMm is None else dilationMm, bones=bones,
-        )
-        transformNodes, volumeNodes = addBoneNodes(self.scene, fixedNode, movingNode, result, cloneVolumes)
-        return SlicerPerBoneResult(result, transformNodes, volumeNodes, boneLabels.source,
-                                   time.perf_counter() - began, list(boneLabels.notes))
+        outcome = run(sitkImageFromVolumeNode(fixedNode, "fixed"), sitkImageFromVolumeNode(movingNode, "moving"),
+                      settings, whole_volume=start, bone_labels=boneLabels.labels, labels_space=boneLabels.space,
+                      bone_dilation_mm=dilationMm, bone_names=bones, resample=False, qc_mode=None,
+                      inputs={"fixed": fixedNode.GetName(), "moving": movingNode.GetName()},
+                      command="MultimodalKneeRegistrationLogic.registerPerBone", progress=progress,
+                      should_cancel=shouldCancel)
+        transformNodes, volumeNodes = addBoneNodes(self.scene, fixedNode, movingNode, outcome.per_bone, cloneVolumes)
+        return SlicerPerBoneResult(outcome.per_bone, transformNodes, volumeNodes, boneLabels.source,
+                                   time.perf_counter() - began, list(boneLabels.notes), outcome.report)
 
     def _validate(
         self, fixedNode, movingNode, engine, roiNode, outputTransformNode, outputVolumeNode, preparation="BlockAverage"

@@ -1,10 +1,10 @@
 """Per-bone registration in the scene: segmentation nodes -> core bone labels, results -> transform nodes.
 
 Why: when the knee was scanned at different flexion angles, one rigid transform cannot align femur
-and tibia at once. The core (``per_bone.register_per_bone``) registers each bone on its own; this
-module gives it the bones from a segmentation node (or finds them in the CT) and writes one linear
-transform node per bone, each with a copy of the moving volume under it, so that every bone can be
-checked in the slice views.
+and tibia at once. The core's one ``run``, given the whole-volume result (``whole_volume``), registers
+each bone on its own; this module gives it the bones from a segmentation node (or finds them in the CT)
+and the result to start from (``wholeVolumeStart``), and writes one linear transform node per bone,
+each with a copy of the moving volume under it, so that every bone can be checked in the slice views.
 
 Which volume a segmentation belongs to (``segmentationSpace``): a segmentation is used where it is
 shown, i.e. in world coordinates through its parent transforms, like everything else in Slicer. It
@@ -20,7 +20,7 @@ then ``register`` then ``registerPerBone``): the panel and the copied Python cod
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -28,6 +28,7 @@ import vtk
 from MultimodalKneeRegistrationLib.bones.masks import BoneLabels, bone_labels_from_image, looks_like_ct, segment_bones
 from MultimodalKneeRegistrationLib.bones.per_bone import PerBoneResult
 from MultimodalKneeRegistrationLib.errors import InputError
+from MultimodalKneeRegistrationLib.results import RegistrationResult
 from MultimodalKneeRegistrationLib.steps.preprocessing import shrink_factors_for_spacing
 from vtk.util import numpy_support
 
@@ -65,6 +66,8 @@ class SlicerPerBoneResult:
     labelsSource: str
     seconds: float = 0.0
     notes: List[str] = field(default_factory=list)
+    #: The core's report (``report.json``'s content) of the run that registered the bones.
+    report: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """Per bone: rotation and shift from the whole-volume result; per pair: the relative rotation."""
@@ -219,16 +222,16 @@ def readBoneLabels(fixedNode, movingNode, segmentationNode=None, expectedBones: 
     return SceneBoneLabels(labels, space, source, notes)
 
 
-def wholeVolumeTransform(fixedNode, movingNode, whole=None) -> sitk.Transform:
-    """The fixed -> moving LPS transform each bone starts from.
+def wholeVolumeStart(fixedNode, movingNode, whole=None) -> Union[RegistrationResult, sitk.Transform]:
+    """What each bone starts from, for ``run``'s ``whole_volume``: a result when there is one, else a transform.
 
-    ``whole``: ``register``'s result (or the core's), a SimpleITK transform, a linear transform node
-    read as Slicer users make one (it moves the moving volume onto the fixed one as its parent), or
-    ``None``: the transform the moving volume is under now (after ``register``, its result).
+    ``whole``: ``register``'s result or the core's (its checks then go into the run's report), a
+    SimpleITK transform, a linear transform node read as Slicer users make one (it moves the moving
+    volume onto the fixed one as its parent), or ``None``: the transform the moving volume is under
+    now (after ``register``, its result). Transforms map fixed to moving LPS points.
     """
-    for attribute in ("result", "transform"):
-        whole = getattr(whole, attribute, whole)
-    if isinstance(whole, sitk.Transform):
+    whole = getattr(whole, "result", whole)
+    if isinstance(whole, (RegistrationResult, sitk.Transform)):
         return whole
     if whole is not None and not (hasattr(whole, "IsA") and whole.IsA("vtkMRMLTransformNode")):
         raise InputError("the whole-volume result is not a registration result, transform or transform node",

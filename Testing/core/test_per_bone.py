@@ -28,6 +28,7 @@ from MultimodalKneeRegistrationLib.bones.per_bone import _bone_result, _warnings
 from MultimodalKneeRegistrationLib.errors import CancelledError, InputError
 from MultimodalKneeRegistrationLib.geometry import point_distances, rotation_angle_deg, transform_to_matrix
 from MultimodalKneeRegistrationLib.pipeline import register
+from MultimodalKneeRegistrationLib.run import run
 from MultimodalKneeRegistrationLib.settings import settings_for_preset
 from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
 from MultimodalKneeRegistrationLib.synthetic.phantom import BONES
@@ -51,8 +52,10 @@ def flexed():
     labels = segment_bones(pair.fixed, expected_bones=3)
     settings = settings_for_preset("fast-preview", fail_on_sanity_check=False)
     whole = register(pair.fixed, pair.moving, settings)
-    per_bone = register_per_bone(pair.fixed, pair.moving, whole, labels, settings)
-    return pair, labels, whole, per_bone
+    outcome = run(pair.fixed, pair.moving, settings, whole_volume=whole, bone_labels=labels, resample=False,
+                  qc_mode=None)  # the bones through the one run, from the whole-volume result
+    assert outcome.result is whole and outcome.status == "ok"
+    return pair, labels, whole, outcome.per_bone
 
 
 def test_automatic_segmentation_finds_and_names_the_knee_bones(flexed):
@@ -128,6 +131,30 @@ def test_cancel_stops_before_any_bone(flexed):
     pair, labels, whole, _ = flexed
     with pytest.raises(CancelledError):
         register_per_bone(pair.fixed, pair.moving, whole, labels, should_cancel=lambda: True)
+    with pytest.raises(CancelledError):
+        run(pair.fixed, pair.moving, whole_volume=whole, bone_labels=labels, should_cancel=lambda: True)
+
+
+def test_bones_from_a_given_transform_match_bones_from_the_result(flexed):
+    """``run(whole_volume=...)`` with the bare transform (a Slicer user's transform node) gives the same bones.
+
+    There is no whole-volume result to report then: the report says the transform was given, and its
+    matrix is the per-bone record's start. Bone labels are required, and asked for before any work.
+    """
+    pair, labels, whole, per_bone = flexed
+    settings = whole.settings
+    given = run(pair.fixed, pair.moving, settings, whole_volume=whole.transform, bone_labels=labels,
+                resample=False, qc_mode=None)
+    assert given.result is None and given.status == "ok" and given.report["result"] is None
+    assert any("transform was given" in note for note in given.report["notes"])
+    assert given.report["per_bone"]["whole_volume_matrix_lps"] == per_bone.to_dict()["whole_volume_matrix_lps"]
+    for mine, theirs in zip(given.per_bone.bones, per_bone.bones):
+        assert mine.name == theirs.name
+        assert np.allclose(transform_to_matrix(mine.transform), transform_to_matrix(theirs.transform), atol=1e-9)
+    with pytest.raises(InputError, match="no bone labels"):
+        run(pair.fixed, pair.moving, settings, whole_volume=whole)
+    with pytest.raises(InputError, match="not a registration result or a transform"):
+        run(pair.fixed, pair.moving, settings, whole_volume="identity", bone_labels=labels)
 
 
 def _blob_ct(centres, radii, spacing=1.0, size=80) -> sitk.Image:

@@ -20,13 +20,14 @@ slicer = pytest.importorskip("slicer")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not the slicer-core wheel", allow_module_level=True)
 
-from MultimodalKneeRegistrationLib.errors import InputError  # noqa: E402
+from MultimodalKneeRegistrationLib.errors import CancelledError, InputError  # noqa: E402
 from MultimodalKneeRegistrationLib.geometry import (  # noqa: E402
     apply_matrix,
     index_to_physical_matrix,
     lps_matrix_to_ras,
     transform_to_matrix,
 )
+from MultimodalKneeRegistrationLib.run import run  # noqa: E402
 from MultimodalKneeRegistrationLib.settings import settings_for_preset  # noqa: E402
 from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair  # noqa: E402
 from MultimodalKneeRegistrationLib.synthetic.phantom import BONES, KneePhantom  # noqa: E402
@@ -34,6 +35,7 @@ from MultimodalKneeRegistrationSlicer.coordinates import rasFromLpsPoints  # noq
 from MultimodalKneeRegistrationSlicer.logic import KneeRegistrationLogic  # noqa: E402
 from MultimodalKneeRegistrationSlicer.per_bone_adapter import segmentationSpace  # noqa: E402
 from MultimodalKneeRegistrationSlicer.temporary_nodes import removeNodes  # noqa: E402
+from MultimodalKneeRegistrationSlicer.transform_adapter import sitkTransformFromTransformNode  # noqa: E402
 from MultimodalKneeRegistrationSlicer.volume_adapter import (  # noqa: E402
     addVolumeNodeFromSitkImage,
     ijkToRasOfNode,
@@ -202,6 +204,30 @@ def test_segmentation_of_the_fixed_ct_gives_one_transform_node_per_bone(mrml, fl
     summary = out.summary()
     assert "tibia relative to femur: rotated" in summary and "'MR femur transform'" in summary
     assert "segmentation 'Bones'" in summary and "fixed volume 'CT'" in summary
+    _checkItIsTheCoreRun(out, fixed, moving, whole, boneLabels)
+
+
+def _checkItIsTheCoreRun(out, fixed, moving, whole, boneLabels) -> None:
+    """The bones are what the core's one ``run`` gives from the whole-volume result, and its report comes back.
+
+    The same inputs through ``run(..., whole_volume=...)`` (deterministic: fixed seed and thread plan)
+    give the same transform in each bone's node; the logic hands back that run's report, with the
+    whole-volume result it started from and no second whole-volume registration.
+    """
+    core = run(sitkImageFromVolumeNode(fixed, "fixed"), sitkImageFromVolumeNode(moving, "moving"), SETTINGS,
+               whole_volume=whole.result, bone_labels=boneLabels.labels, labels_space=boneLabels.space,
+               resample=False, qc_mode=None)
+    for bone in core.per_bone.bones:
+        node = sitkTransformFromTransformNode(out.transformNodes[bone.name])
+        assert np.allclose(transform_to_matrix(node), transform_to_matrix(bone.transform), atol=1e-6), bone.name
+    report = out.report
+    assert report["status"] == "ok" and report["command"] == "MultimodalKneeRegistrationLogic.registerPerBone"
+    assert report["result"]["transform"] == whole.report["result"]["transform"]  # the given result, not a new one
+    assert report["result"]["stages"] == whole.report["result"]["stages"]
+    assert [b["name"] for b in report["per_bone"]["bones"]] == [b.name for b in core.per_bone.bones]
+    for mine, theirs in zip(report["per_bone"]["bones"], core.report["per_bone"]["bones"]):
+        assert mine["transform"] == theirs["transform"] and mine["status"] == theirs["status"]
+    assert any("only the bones were registered" in note for note in report["notes"])
 
 
 @pytest.mark.mrml
@@ -226,12 +252,33 @@ def test_segmentation_of_the_moving_mri_under_its_hand_made_transform(mrml, flex
     assert boneLabels.space == "moving" and "same transform as the moving volume" in boneLabels.source
     whole = logic.register(fixed, moving, SETTINGS)
     assert "centralize" in whole.startDescription
+    _checkCancelKeepsTheWholeVolumeResult(logic, fixed, moving, whole, boneLabels)
     out = logic.registerPerBone(fixed, moving, None, settings=SETTINGS, boneLabels=boneLabels)
 
     _checkBones(out, flexed, _fixedBoneLabels(flexed), moving)
     assert out.perBone.labels_space == "moving"
+    assert out.report["result"] is None and any("transform was given" in n for n in out.report["notes"])
     assert bones.GetParentTransformNode() is centralize and _segmentationChecksum(bones) == bonesBefore
     assert centralize.GetParentTransformNode() is None
+
+
+def _checkCancelKeepsTheWholeVolumeResult(logic, fixed, moving, whole, boneLabels) -> None:
+    """Cancel pressed once the bones' run has begun: it raises, adds no node, and the whole-volume result stays."""
+    scene = logic.scene
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    matrix = vtk.vtkMatrix4x4()
+    whole.outputTransformNode.GetMatrixTransformToParent(matrix)
+    reports = []
+    with pytest.raises(CancelledError):
+        logic.registerPerBone(fixed, moving, None, settings=SETTINGS, boneLabels=boneLabels,
+                              progress=lambda f, m: reports.append(m), shouldCancel=lambda: bool(reports))
+    assert reports
+    assert {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())} == before
+    assert moving.GetParentTransformNode() is whole.outputTransformNode
+    after = vtk.vtkMatrix4x4()
+    whole.outputTransformNode.GetMatrixTransformToParent(after)
+    assert [after.GetElement(r, c) for r in range(4) for c in range(4)] == [
+        matrix.GetElement(r, c) for r in range(4) for c in range(4)]
 
 
 @pytest.mark.mrml
