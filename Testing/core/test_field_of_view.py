@@ -94,9 +94,10 @@ def test_images_without_a_reconstruction_cylinder_are_left_whole(case):
     assert find_cylinder(image) is None
 
 
-def test_only_the_micro_ct_preset_masks_the_small_image_and_the_plan_says_so():
-    """Through ``register``'s preparation: the small image's cylinder is found when asked (the micro-CT
-    preset) and its padding filled; the large image is never touched."""
+def test_preparation_masks_the_small_image_when_asked_and_says_so():
+    """``register``'s preparation: the small image's cylinder is found when asked (the micro-CT preset,
+    while ``MASK_RECONSTRUCTION_CYLINDER`` is on) and its padding filled; the large image is never
+    touched."""
     from MultimodalKneeRegistrationLib.pipeline import prepare_working_images
     from MultimodalKneeRegistrationLib.progress import Progress
     from MultimodalKneeRegistrationLib.settings import settings_for_preset
