@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Per-external-project times of a Slicer superbuild tree, from ExternalProject stamp files.
+
+Usage: ep_timings.py <superbuild dir>   (prints markdown)
+
+ExternalProject touches <proj>-prefix/src/<proj>-stamp/<proj>-<step> when a step ends, so a
+step's wall time is its stamp's mtime minus the previous step's.  For the project being built,
+the inner ninja's .ninja_log (edges done, their summed job time) and a dry run
+(`ninja -n`, edges left) give an estimate of the time still needed at the measured pace.
+"""
+import os
+import subprocess
+import sys
+import time
+
+STEPS = ["mkdir", "download", "update", "patch", "configure", "build", "install", "done"]
+
+
+def stamps(bld, proj):
+    d = os.path.join(bld, f"{proj}-prefix", "src", f"{proj}-stamp")
+    out = {}
+    for s in STEPS:
+        p = os.path.join(d, f"{proj}-{s}")
+        if os.path.exists(p):
+            out[s] = os.path.getmtime(p)
+    return out
+
+
+def ninja_log(build_dir):
+    """(edges done, compile edges done, summed job seconds of compile edges)"""
+    p = os.path.join(build_dir, ".ninja_log")
+    if not os.path.exists(p):
+        return 0, 0, 0.0
+    last = {}
+    with open(p) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 4:
+                continue
+            last[parts[3]] = (int(parts[0]), int(parts[1]))
+    comp = [(a, b) for o, (a, b) in last.items() if o.endswith(".o")]
+    return len(last), len(comp), sum(b - a for a, b in comp) / 1000.0
+
+
+def edges_left(build_dir):
+    if not os.path.exists(os.path.join(build_dir, "build.ninja")):
+        return None
+    try:
+        r = subprocess.run(["ninja", "-C", build_dir, "-n"], capture_output=True, text=True, timeout=300)
+    except Exception:
+        return None
+    n = c = 0
+    for line in r.stdout.splitlines():
+        if line.startswith("[") and "/" in line.split("]")[0]:
+            n += 1
+            c += " object " in line
+    return n, c
+
+
+def fmt(sec):
+    if sec is None:
+        return ""
+    sec = int(round(sec))
+    return f"{sec // 3600}h{sec % 3600 // 60:02d}m{sec % 60:02d}s" if sec >= 3600 else f"{sec // 60}m{sec % 60:02d}s"
+
+
+def main():
+    bld = sys.argv[1]
+    projs = sorted(
+        e[: -len("-prefix")] for e in os.listdir(bld) if e.endswith("-prefix") and os.path.isdir(os.path.join(bld, e))
+    )
+    rows = []
+    for p in projs:
+        st = stamps(bld, p)
+        if not st:
+            continue
+        rows.append((st.get("mkdir", 0), p, st))
+    rows.sort()
+    now = time.time()
+    print(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(now))} in `{bld}`\n")
+    print("| external | download | configure | build | install | total | state | inner edges done | .o done | job-s of .o | edges left | est. left |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for _, p, st in rows:
+        def d(a, b):
+            return st[b] - st[a] if a in st and b in st else None
+        prev_conf = max((st[s] for s in ("download", "update", "patch") if s in st), default=None)
+        conf = st["configure"] - prev_conf if "configure" in st and prev_conf is not None else None
+        state = "done" if "done" in st else ("building" if "configure" in st else "pending")
+        total = d("mkdir", "done")
+        build = d("configure", "build")
+        bdir = os.path.join(bld, f"{p}-build")
+        n_all, n_o, job_s = ninja_log(bdir)
+        left = est = None
+        if state == "building":
+            build = now - st["configure"]
+            res = edges_left(bdir)
+            if res is not None:
+                left, c_left = res
+                if n_o:  # at the pace measured so far, per compiled object
+                    est = build / n_o * c_left
+                    left = f"{left} ({c_left} .o)"
+        if state == "pending" and "mkdir" in st and len(st) == 1:
+            continue
+        print(
+            f"| {p} | {fmt(d('mkdir', 'download'))} | {fmt(conf)} | {fmt(build)}{' (so far)' if state == 'building' else ''} | "
+            f"{fmt(d('build', 'install'))} | {fmt(total)} | {state} | {n_all or ''} | {n_o or ''} | "
+            f"{int(job_s) if job_s else ''} | {'' if left is None else left} | {fmt(est)} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
