@@ -104,55 +104,92 @@ MIRRORS=(
   # VTK remote module SplineDrivenImageSlicer (vtkFrenetSerretFrame, needed by Markups)
   "https://github.com/martinken/midas-journal-838 martinken+midas-journal-838 5a98940c705748df5c2470331541a051559956c8"
 )
-VTK_REMOTE_COMMIT_BRANCH=slicer-app-v9.2.20230607-1ff325c54
 
 local_mirror() { echo "$LOCAL_MIRRORS/$1.git"; }
 
-prepare_mirrors() {
-  mkdir -p "$LOCAL_MIRRORS"
-  local line url name commit dst
-  for line in "${MIRRORS[@]}"; do
-    read -r url name commit <<<"$line"
-    dst="$(local_mirror "$name")"
-    if [ ! -d "$MIRROR_ROOT/$name/repo" ]; then
-      echo "ERROR: mirror $MIRROR_ROOT/$name/repo missing: fetch github:${name/+//} first" >&2; exit 1
-    fi
-    if [ ! -d "$dst" ]; then
-      log "local mirror $name"
-      git clone -q --bare --shared "$MIRROR_ROOT/$name/repo" "$dst"
-    fi
-    if ! git --git-dir="$dst" cat-file -e "$commit^{commit}" 2>/dev/null; then
-      echo "ERROR: $name lacks $commit" >&2; exit 1
-    fi
-    git --git-dir="$dst" branch -f "pin/$commit" "$commit^{commit}" >/dev/null
+# The stored mirrors are partial: large blobs are absent (sqlite3.c in VTK, a .pptx in
+# BRAINSTools) and so is part of the history, so a plain `git clone` of them fails ("unable to
+# read <sha>").  Hence two layers:
+#   $LOCAL_MIRRORS/shared/<name>.git  `git clone --bare --shared` of the stored mirror + pin branch
+#   $LOCAL_MIRRORS/<name>.git         `--depth 1` clone of the pinned commit only: same commit id,
+#                                     complete tree, no history -- what the superbuild clones.
+# A pinned tree that lacks blobs is replaced by a root commit with the same tree except that
+# each absent blob becomes a one-line placeholder and submodules are dropped (branch
+# slicer-app-<commit>); the superbuild is pointed at it explicitly (Slicer_VTK_GIT_TAG,
+# Slicer_RapidJSON_GIT_TAG, BRAINSTools_SOURCE_DIR).
+snapshot_commit() {  # <git dir> <commit> [<path> <blob>] -> prints the placeholder root commit
+  local g="$1" c="$2" extra_path="${3:-}" extra_blob="${4:-}" idx tree ph
+  idx="$(mktemp -u)"
+  GIT_INDEX_FILE="$idx" git --git-dir="$g" read-tree "$c"
+  # submodules (VTK's vtk-m on gitlab, RapidJSON's googletest) are not needed: drop them
+  git --git-dir="$g" ls-tree -r "$c" | awk -F'\t' '$1 ~ /^160000 / || $2==".gitmodules" {print "0 0000000000000000000000000000000000000000\t"$2}' \
+    | GIT_INDEX_FILE="$idx" git --git-dir="$g" update-index --index-info
+  git --git-dir="$g" ls-tree -r "$c" | awk '$2=="blob"{print $3" "$4}' | while read -r sha path; do
+    git --git-dir="$g" cat-file -e "$sha" 2>/dev/null && continue
+    ph=$(printf 'placeholder: blob %s absent from the local mirror\n' "$sha" | git --git-dir="$g" hash-object -w --stdin)
+    GIT_INDEX_FILE="$idx" git --git-dir="$g" update-index --cacheinfo "100644,$ph,$path"
   done
-  make_vtk_commit
+  [ -n "$extra_path" ] && GIT_INDEX_FILE="$idx" git --git-dir="$g" update-index --add --cacheinfo "100644,$extra_blob,$extra_path"
+  tree=$(GIT_INDEX_FILE="$idx" git --git-dir="$g" write-tree); rm -f "$idx"
+  GIT_AUTHOR_NAME=slicer-app GIT_AUTHOR_EMAIL=slicer-app@localhost GIT_AUTHOR_DATE="2025-03-02T00:00:00Z" \
+  GIT_COMMITTER_NAME=slicer-app GIT_COMMITTER_EMAIL=slicer-app@localhost GIT_COMMITTER_DATE="2025-03-02T00:00:00Z" \
+    git --git-dir="$g" commit-tree "$tree" -m "Snapshot of $c for a local Slicer build (absent blobs replaced by placeholders)"
 }
 
-# Slicer's VTK fork (slicer-v9.2.20230607-1ff325c54-2) is not in the stored Slicer/VTK mirror.
-# Closest available: upstream VTK 1ff325c54 plus the SplineDrivenImageSlicer remote-module file
-# (removed upstream in 2022, kept by the fork; Slicer enables the module).  Deterministic commit.
-make_vtk_commit() {
-  local g; g="$(local_mirror Kitware+VTK)"
-  if git --git-dir="$g" rev-parse -q --verify "refs/heads/$VTK_REMOTE_COMMIT_BRANCH" >/dev/null; then return; fi
-  log "creating $VTK_REMOTE_COMMIT_BRANCH in $g"
-  local tmpidx blob tree commit
-  tmpidx="$(mktemp)"; rm -f "$tmpidx"
-  blob=$(printf '%s\n' \
-    '#' '# Spline Driven Image Slicer (re-added for Slicer: vtkFrenetSerretFrame is used by Markups)' '#' '' \
+# Slicer's VTK fork (slicer-v9.2.20230607-1ff325c54-2) is not in the stored Slicer/VTK mirror
+# (snapshot of 2021).  Closest available: upstream VTK 1ff325c54 (the fork's base) plus the
+# SplineDrivenImageSlicer remote-module file (removed upstream in 2022, kept by the fork; Slicer
+# enables the module for vtkFrenetSerretFrame).  VTK's sqlite3.c is one of the absent blobs, so
+# patches/0003 makes VTK use Debian's sqlite.
+vtk_remote_blob() {
+  printf '%s\n' '#' '# Spline Driven Image Slicer (re-added for Slicer: vtkFrenetSerretFrame is used by Markups)' '#' '' \
     'vtk_fetch_module(SplineDrivenImageSlicer' \
     '  "Spline Driven Image Slicer - http://www.vtkjournal.org/browse/publication/838"' \
     '  GIT_REPOSITORY https://github.com/martinken/midas-journal-838.git' \
     '  GIT_TAG 5a98940c705748df5c2470331541a051559956c8' \
-    '  )' | git --git-dir="$g" hash-object -w --stdin)
-  GIT_INDEX_FILE="$tmpidx" git --git-dir="$g" read-tree 1ff325c54ad9f214752491222977ff5508d162b4
-  GIT_INDEX_FILE="$tmpidx" git --git-dir="$g" update-index --add --cacheinfo 100644 "$blob" Remote/SplineDrivenImageSlicer.remote.cmake
-  tree=$(GIT_INDEX_FILE="$tmpidx" git --git-dir="$g" write-tree); rm -f "$tmpidx"
-  commit=$(GIT_AUTHOR_NAME=slicer-app GIT_AUTHOR_EMAIL=slicer-app@localhost GIT_AUTHOR_DATE="2023-06-07T00:00:00Z" \
-           GIT_COMMITTER_NAME=slicer-app GIT_COMMITTER_EMAIL=slicer-app@localhost GIT_COMMITTER_DATE="2023-06-07T00:00:00Z" \
-           git --git-dir="$g" commit-tree "$tree" -p 1ff325c54ad9f214752491222977ff5508d162b4 \
-             -m "Re-add SplineDrivenImageSlicer remote module (stand-in for Slicer's VTK fork)")
-  git --git-dir="$g" branch -f "$VTK_REMOTE_COMMIT_BRANCH" "$commit"
+    '  )' | git --git-dir="$1" hash-object -w --stdin
+}
+
+prepare_mirrors() {
+  mkdir -p "$LOCAL_MIRRORS/shared"
+  local line url name commit shared dst branch snap missing
+  for line in "${MIRRORS[@]}"; do
+    read -r url name commit <<<"$line"
+    shared="$LOCAL_MIRRORS/shared/$name.git"; dst="$(local_mirror "$name")"
+    if [ -d "$dst" ]; then continue; fi
+    if [ ! -d "$MIRROR_ROOT/$name/repo" ]; then
+      echo "ERROR: mirror $MIRROR_ROOT/$name/repo missing: fetch github:${name/+//} first" >&2; exit 1
+    fi
+    [ -d "$shared" ] || git clone -q --bare --shared "$MIRROR_ROOT/$name/repo" "$shared"
+    if ! git --git-dir="$shared" cat-file -e "$commit^{commit}" 2>/dev/null; then
+      echo "ERROR: $name lacks $commit" >&2; exit 1
+    fi
+    # (no "/" before the commit id in branch names: ExternalProject's update step would take
+    #  a ref ending in "/<commit>" for a branch and fail)
+    git --git-dir="$shared" branch -f "pinned-$commit" "$commit^{commit}" >/dev/null
+    branch="pinned-$commit"
+    missing=$(git --git-dir="$shared" ls-tree -r "$commit" | awk '$2=="blob"{print $3}' \
+              | git --git-dir="$shared" cat-file --batch-check | grep -c ' missing$' || true)
+    gitlinks=$(git --git-dir="$shared" ls-tree -r "$commit" | awk '$1=="160000"' | wc -l)
+    if [ "$name" = Kitware+VTK ]; then
+      snap=$(snapshot_commit "$shared" "$commit" Remote/SplineDrivenImageSlicer.remote.cmake "$(vtk_remote_blob "$shared")")
+      branch="slicer-app-$commit"; git --git-dir="$shared" branch -f "$branch" "$snap"
+    elif [ "$missing" != 0 ] || [ "$gitlinks" != 0 ]; then
+      snap=$(snapshot_commit "$shared" "$commit")
+      branch="slicer-app-$commit"; git --git-dir="$shared" branch -f "$branch" "$snap"
+    fi
+    log "local mirror $name ($branch, $missing absent blobs, $gitlinks submodules)"
+    git clone -q --bare --depth 1 --branch "$branch" "file://$shared" "$dst"
+  done
+  VTK_GIT_TAG=$(git --git-dir="$(local_mirror Kitware+VTK)" rev-parse "slicer-app-1ff325c54ad9f214752491222977ff5508d162b4")
+  RAPIDJSON_GIT_TAG=$(git --git-dir="$(local_mirror Tencent+rapidjson)" rev-parse "slicer-app-973dc9c06dcd3d035ebd039cfb9ea457721ec213")
+  # BRAINSTools is a "remote module": Slicer skips its download when BRAINSTools_SOURCE_DIR is set
+  BRAINSTOOLS_SRC="$BUILD_ROOT/src/BRAINSTools"
+  if [ ! -d "$BRAINSTOOLS_SRC/.git" ]; then
+    mkdir -p "$BUILD_ROOT/src"
+    git clone -q --branch slicer-app-3b3cfd0d45a35e924569ee930a29c4f6292a8d1f \
+      "$(local_mirror BRAINSia+BRAINSTools)" "$BRAINSTOOLS_SRC"
+  fi
 }
 
 # Every github URL the superbuild (or CTK's / ITK's / VTK's own superbuild) clones is rewritten
@@ -218,6 +255,7 @@ prepare() {
 }
 
 configure() {
+  prepare_mirrors  # (quick when done) sets VTK_GIT_TAG and BRAINSTOOLS_SRC
   if [ -f "$BLD/build.ninja" ] && [ "${FORCE_CONFIGURE:-0}" != 1 ]; then
     log "superbuild already configured ($BLD); FORCE_CONFIGURE=1 to re-run cmake"; return
   fi
@@ -271,7 +309,9 @@ configure() {
     -DSWIG_EXECUTABLE:FILEPATH=/usr/bin/swig4.0 \
     -DSWIG_DIR:PATH=/usr/share/swig4.0 \
     -DSlicer_VTK_GIT_REPOSITORY:STRING="file://$(local_mirror Kitware+VTK)" \
-    -DSlicer_VTK_GIT_TAG:STRING="$VTK_REMOTE_COMMIT_BRANCH" \
+    -DSlicer_VTK_GIT_TAG:STRING="$VTK_GIT_TAG" \
+    -DBRAINSTools_SOURCE_DIR:PATH="$BRAINSTOOLS_SRC" \
+    -DSlicer_RapidJSON_GIT_TAG:STRING="$RAPIDJSON_GIT_TAG" \
     -DSlicer_SimpleITK_GIT_REPOSITORY:STRING="file://$(local_mirror SimpleITK+SimpleITK)" \
     -DSlicer_SimpleITK_GIT_TAG:STRING=bc4449e2fab78e10d5aad72b5472270be45aa259 \
     ${EXTRA_CMAKE_ARGS:-}
