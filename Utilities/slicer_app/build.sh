@@ -320,6 +320,9 @@ configure() {
 build() {
   log "building $BLD (outer ninja -j1: one external project at a time, each with $JOBS jobs)"
   local rc=0
+  # CPU seconds of this process group, once a minute (the machine is shared: wall time alone
+  # says little); ep_timings.py turns them into CPU seconds per external project
+  /usr/bin/python3 "$HERE/cpu_sampler.py" "$(ps -o pgid= $$ | tr -d ' ')" "$BUILD_ROOT/cpu.csv" 60 &
   # -k 0: keep going with independent externals when one fails
   "${NICE[@]}" ninja -C "$BLD" -j1 -k 0 ${NINJA_TARGETS:-} || rc=$?
   log "ninja exited with $rc"
