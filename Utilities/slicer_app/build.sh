@@ -247,6 +247,7 @@ prepare_python() {
 
 prepare() {
   mkdir -p "$BUILD_ROOT" "$CCACHE_DIR"
+  ccache --max-size "$CCACHE_MAXSIZE" >/dev/null  # stored in $CCACHE_DIR/ccache.conf
   install_packages
   prepare_mirrors
   write_gitconfig
