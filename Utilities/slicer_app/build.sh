@@ -319,6 +319,11 @@ configure() {
 }
 
 build() {
+  # one build at a time: two ninjas in the same tree would corrupt it
+  exec 9>"$BUILD_ROOT/.build.lock"
+  if ! flock -n 9 || pgrep -f "ninja -C $BLD " >/dev/null; then
+    log "a build of $BLD is already running (see: $0 status); not starting another"; return 1
+  fi
   log "building $BLD (outer ninja -j1: one external project at a time, each with $JOBS jobs)"
   local rc=0
   # CPU seconds of this process group, once a minute (the machine is shared: wall time alone
