@@ -52,6 +52,13 @@ class Box:
         return {"lower_mm": self.lower.round(3).tolist(), "upper_mm": self.upper.round(3).tolist()}
 
 
+def mask_on_grid(mask: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """Which voxels of ``grid`` have their centre inside ``mask`` (nearest neighbour), as a boolean
+    array shaped like ``grid``'s (k, j, i): a mask drawn on one grid, asked about on another."""
+    on_grid = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(on_grid) > 0
+
+
 def index_to_physical_matrix(image: sitk.Image) -> np.ndarray:
     """4x4 matrix taking continuous voxel indices (i, j, k, 1) to LPS millimetres."""
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)

@@ -35,8 +35,8 @@ from .progress import Progress, ProgressCallback
 from .results import RegistrationResult, RunFacts
 from .search.initialization import initialise
 from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, MICROCT_PRESET, PRESETS, RegistrationSettings
-from .steps.field_of_view import Cylinder, find_cylinder, with_padding_filled
 from .steps.field_of_view import describe as describe_cylinder
+from .steps.field_of_view import find_cylinder, with_padding_filled
 from .steps.metrics import mattes_value
 from .steps.plan_resolution import plan_for
 from .steps.planning import RegistrationPlan
@@ -71,10 +71,9 @@ class WorkingPair:
     swapped: bool
     #: What preparing them found (a reconstruction cylinder), for the plan's explanation.
     notes: Tuple[str, ...] = ()
-    #: The sampled image's reconstruction cylinder: every measure looks only inside it.
-    cylinder: Optional[Cylinder] = None
-    #: ``cylinder`` on ``sampled``'s grid, less a rim of half a search voxel and one working voxel
-    #: (block averages there mix the padding in); None without a cylinder.
+    #: The sampled image's reconstruction cylinder on its grid, less a rim of half a search voxel and
+    #: one working voxel (block averages there mix the padding in): every measure looks only inside
+    #: it. None without a cylinder.
     mask: Optional[sitk.Image] = None
 
 
@@ -148,7 +147,7 @@ def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Prog
 
     With ``find_reconstruction`` (the micro-CT preset), the small image's reconstruction cylinder is
     looked for (``steps.field_of_view``); when found, its padding takes the median inside value and
-    the pair carries the cylinder, so every measure can leave the outside out. A clinical CT's circle
+    the pair carries it as a mask, so every measure can leave the outside out. A clinical CT's circle
     of air is left as it is."""
     swapped = plan.small_fov_image == "moving"
     small, large = (moving, fixed) if swapped else (fixed, moving)
@@ -166,8 +165,7 @@ def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Prog
         return WorkingPair(window_intensities(small_block), other, swapped)
     margin = plan.search_spacing_mm / 2.0 + max(small_block.GetSpacing())
     return WorkingPair(window_intensities(small_block), other, swapped,
-                       (describe_cylinder(cylinder, plan.small_fov_image),), cylinder,
-                       cylinder.mask_on(small_block, margin))
+                       (describe_cylinder(cylinder, plan.small_fov_image),), cylinder.mask_on(small_block, margin))
 
 
 def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result):

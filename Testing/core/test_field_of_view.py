@@ -111,7 +111,7 @@ def test_preparation_masks_the_small_image_when_asked_and_says_so():
     assert plan.small_fov_image == "moving"
     whole = prepare_working_images(coarse, fine, plan, Progress())
     masked = prepare_working_images(coarse, fine, plan, Progress(), find_reconstruction=True)
-    assert whole.cylinder is None and whole.notes == ()
-    assert masked.cylinder is not None and masked.notes[0].startswith("The moving image is a reconstruction")
+    assert whole.mask is None and whole.notes == ()
+    assert masked.mask is not None and masked.notes[0].startswith("The moving image is a reconstruction")
     assert sitk.GetArrayViewFromImage(masked.sampled).min() > sitk.GetArrayViewFromImage(whole.sampled).min()
     assert np.array_equal(sitk.GetArrayViewFromImage(masked.other), sitk.GetArrayViewFromImage(whole.other))

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from ..engines import RegistrationEngine, SimpleITKEngine
 from ..errors import InputError, RegistrationFailedError
-from ..geometry import Box, apply_matrix, rigid_from_matrix, transform_to_matrix, turned_about
+from ..geometry import Box, apply_matrix, mask_on_grid, rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
 from ..search.scorer import MutualInformationScorer
 from ..steps.metrics import mattes_value
@@ -171,8 +171,7 @@ class _MaskedMetric:
     volume's "before" and "after"); ``None`` becomes +inf (no overlap: never the best)."""
 
     def __init__(self, space: BoneSpace, plan: RegistrationPlan) -> None:
-        inside = float(np.count_nonzero(sitk.GetArrayViewFromImage(sitk.Resample(
-            space.mask, space.sampled, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8))))
+        inside = float(np.count_nonzero(mask_on_grid(space.mask, space.sampled)))
         fraction = plan.metric_samples / max(inside, 1.0)
         self.fraction = None if fraction >= 1.0 else fraction
         self.space, self.plan = space, plan

@@ -27,7 +27,7 @@ from ..execution import (
     stop_on_cancel,
     without_gradient_images,
 )
-from ..geometry import rigid_from_matrix, transform_to_matrix, turned_about
+from ..geometry import mask_on_grid, rigid_from_matrix, transform_to_matrix, turned_about
 from ..progress import Progress
 from ..results import StageResult
 from ..search.initialization import foreground_centroid
@@ -146,8 +146,7 @@ class _Sampling:
         self.voxels = float(np.prod(fixed.GetSize()))
         self.inside, self.centroid = self.voxels, None
         if mask is not None:
-            on_grid = sitk.Resample(mask, fixed, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-            self.inside = float(np.count_nonzero(sitk.GetArrayViewFromImage(on_grid)))
+            self.inside = float(np.count_nonzero(mask_on_grid(mask, fixed)))
             stats = sitk.LabelShapeStatisticsImageFilter()
             stats.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
             self.centroid = np.array(stats.GetCentroid(1)) if stats.HasLabel(1) else None

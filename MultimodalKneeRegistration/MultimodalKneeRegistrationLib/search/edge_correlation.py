@@ -20,7 +20,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import apply_matrix, index_to_physical_matrix, physical_box
+from ..geometry import apply_matrix, index_to_physical_matrix, mask_on_grid, physical_box
 from ..steps.preprocessing import downsample, shrink_factors_for_spacing
 from .poses import DistinctPeaks
 
@@ -160,8 +160,7 @@ def distinct_best(found: Sequence[CorrelationCandidate], distinct: DistinctPeaks
 
 def _reach_inside(mask: sitk.Image, grid: sitk.Image, center: np.ndarray) -> float:
     """How far (mm) from ``center`` the nearest voxel of ``grid`` outside ``mask`` lies."""
-    on_grid = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    outside = np.argwhere(sitk.GetArrayViewFromImage(on_grid) == 0)[:, ::-1].astype(np.float64)
+    outside = np.argwhere(~mask_on_grid(mask, grid))[:, ::-1].astype(np.float64)
     if len(outside) == 0:
         return np.inf
     points = apply_matrix(index_to_physical_matrix(grid), outside)

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import apply_matrix, index_to_physical_matrix, transform_to_matrix
+from ..geometry import apply_matrix, index_to_physical_matrix, mask_on_grid, transform_to_matrix
 
 
 class MutualInformationScorer:
@@ -76,8 +76,7 @@ class MutualInformationScorer:
 
 def _inside(mask: sitk.Image, grid: sitk.Image) -> np.ndarray:
     """Flat indices of ``grid``'s voxels whose centre lies inside ``mask`` (nearest neighbour)."""
-    on_grid = sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return np.flatnonzero(sitk.GetArrayViewFromImage(on_grid).ravel())
+    return np.flatnonzero(mask_on_grid(mask, grid).ravel())
 
 
 def _trilinear(volume: np.ndarray, index_xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

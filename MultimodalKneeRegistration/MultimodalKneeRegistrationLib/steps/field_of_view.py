@@ -25,7 +25,7 @@ from typing import Optional, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import index_to_physical_matrix
+from ..geometry import apply_matrix, index_to_physical_matrix
 
 #: Share of the slices in which an in-plane voxel must hold the padding value to count as padding.
 PADDED_SLICES = 0.95
@@ -56,8 +56,7 @@ class Cylinder:
         size = image.GetSize()
         grids = np.meshgrid(*[np.arange(n, dtype=np.float64) for n in size], indexing="ij")
         index = np.stack([g.ravel() for g in grids], axis=1)
-        matrix = index_to_physical_matrix(image)
-        offset = index @ matrix[:3, :3].T + matrix[:3, 3] - np.array(self.center)
+        offset = apply_matrix(index_to_physical_matrix(image), index) - np.array(self.center)
         along = offset @ np.array(self.axis)
         distance = np.linalg.norm(offset - along[:, None] * np.array(self.axis), axis=1)
         return distance.reshape(size).transpose(2, 1, 0)

@@ -21,7 +21,7 @@ from typing import Dict, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import physical_box, transform_to_matrix, turned_about
+from ..geometry import mask_on_grid, physical_box, transform_to_matrix, turned_about
 from ..search.edge_correlation import edge_map
 from ..search.local_search import pattern_search
 from ..search.poses import DistinctPoses, turn_deg
@@ -113,8 +113,7 @@ class _EdgeAgreement:
         self.small = edge_map(small, spacing_mm)
         self.large = edge_map(large, spacing_mm)
         self.values = sitk.GetArrayFromImage(self.small).ravel().astype(np.float64)
-        self.chosen = None if mask is None else sitk.GetArrayFromImage(sitk.Resample(
-            mask, self.small, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)).ravel() > 0
+        self.chosen = None if mask is None else mask_on_grid(mask, self.small).ravel()
 
     def ncc(self, matrix: np.ndarray) -> float:
         transform = sitk.AffineTransform(3)
