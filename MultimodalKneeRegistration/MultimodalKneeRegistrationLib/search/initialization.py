@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from ..execution import parallel_map, search_workers
 from ..geometry import (
     apply_matrix,
+    field_of_view_volume,
     image_center,
     overlap_fraction,
     physical_box,
@@ -292,7 +293,7 @@ def foreground_centroid(image: sitk.Image) -> np.ndarray:
 def _use_edge_correlation(search, small: sitk.Image, large: sitk.Image) -> bool:
     if search.edge_correlation is not None:
         return bool(search.edge_correlation)
-    return physical_box(small).volume < physical_box(large).volume / 8.0
+    return field_of_view_volume(small) < field_of_view_volume(large) / 8.0
 
 
 def _local_shift_grid(small: sitk.Image) -> List[np.ndarray]:

@@ -5,8 +5,8 @@ covers more?" on their own, with their own names. The roles are:
 
 - ``fine`` / ``coarse``: the image with the smaller / larger voxel volume (ties: fixed is fine). The
   fine one is block-averaged to the working spacing (Crop Volume's spacing multiplier).
-- ``small`` / ``large``: the image with the smaller / larger field of view (the volume of its
-  physical box; ties: fixed is large). The metric samples the small one (so its samples land
+- ``small`` / ``large``: the image with the smaller / larger field of view (the volume its grid
+  covers, however the grid is turned; ties: fixed is large). The metric samples the small one (so its samples land
   inside the other) and the large one is cropped to its footprint: in ``pipeline.WorkingPair`` the
   small one is ``sampled`` and the large one ``other``.
 """
@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..geometry import physical_box
+from ..geometry import field_of_view_volume
 
 
 def voxel_volume(image) -> float:
@@ -43,7 +43,7 @@ class ImageRoles:
     small: str
     #: The coarse voxel's edge over the fine one's (cube root of the voxel volume ratio).
     ratio: float
-    #: Each image's field of view (mm^3, its physical box).
+    #: Each image's field of view (mm^3, ``geometry.field_of_view_volume``).
     fov: Dict[str, float]
 
     @classmethod
@@ -51,7 +51,7 @@ class ImageRoles:
         images = {"fixed": fixed, "moving": moving}
         fine = "fixed" if voxel_volume(fixed) <= voxel_volume(moving) else "moving"
         coarse = _other(fine)
-        fov = {name: physical_box(image).volume for name, image in images.items()}
+        fov = {name: field_of_view_volume(image) for name, image in images.items()}
         large = "fixed" if fov["fixed"] >= fov["moving"] else "moving"
         ratio = float((voxel_volume(images[coarse]) / voxel_volume(images[fine])) ** (1 / 3))
         return cls(images, fine, coarse, large, _other(large), ratio, fov)
