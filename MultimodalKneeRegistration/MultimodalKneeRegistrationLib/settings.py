@@ -98,6 +98,16 @@ class SearchSettings:
     level_keep: Tuple[int, ...] = (32, 12, 8)
     #: Poses of the last level handed to the mutual-information refinement (half by edge correlation).
     final_candidates: int = 6
+    #: The first refinement level's poses are each polished by this many evaluations of the search's
+    #: mutual information (pattern search) and the next level keeps the best polished ones; 0: off.
+    #: Why: at the search's spacing the MI peak is ~1-2 mm wide, so a pose 6 deg / 6 mm from the
+    #: answer scores below look-alikes unpolished (cube1016: 0.68 against 0.73-0.76) and above them
+    #: polished (0.76, then 0.83 at the answer); see pose_levels. Off by default: on the family's 40
+    #: CT-look cubes (100 evaluations) it found one more well-posed answer (cube1016, 0.64 mm) but
+    #: three ill-posed cubes, whose floor itself ends 2.7-9 mm from the reference, then passed the
+    #: verdict wrong (2.5, 2.5, 12.3 mm) where they were refused, for ~+8 s a cube; on the held-out
+    #: cubes it lost one success (cube2009). Results/issue18/SEARCH_POLISH.md.
+    polish_evaluations: int = 0
 
 
 @dataclass(frozen=True)

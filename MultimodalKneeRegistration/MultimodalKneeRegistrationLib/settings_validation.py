@@ -64,6 +64,8 @@ def _check_search(settings) -> None:
         raise InputError("refinement levels need steps above 0 deg and at least one pose kept", "fix the levels")
     if search.final_candidates < 1:
         raise InputError("search_final_candidates must be at least 1", "raise it")
+    if search.polish_evaluations < 0:
+        raise InputError("search_polish_evaluations must be 0 (off) or more", "use 0 to turn the polish off")
 
 
 def _check_budgets(settings) -> None:

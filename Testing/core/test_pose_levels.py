@@ -104,3 +104,50 @@ def _center_distance_score(crop: sitk.Image):
     """A stand-in MI: higher the nearer the crop's centre lands to where it belongs (deterministic)."""
     middle = np.array([*CROP_CENTER, 1.0])
     return lambda matrix: -float(np.linalg.norm((matrix @ middle)[:3] - middle[:3]))
+
+
+def test_the_polished_poses_are_what_the_next_level_turns(oblique_mri):
+    """The first refinement level's poses go through ``polish`` and the next level keeps the best
+    polished ones: a score that prefers poses far from the answer (a look-alike's lead before
+    polishing) no longer decides, and the polished pose, not the unpolished one, is refined on."""
+    truth = rigid_transform((0.3, -0.5, 0.8), 40.0, (0.0, 0.0, 0.0), CROP_CENTER)
+    true_matrix = transform_to_matrix(truth)
+    crop = _crop(truth)
+    spacing = correlation_spacing(crop, oblique_mri, 1.0)
+    rotations = [true_matrix[:3, :3] @ rotation_matrix(np.radians(25.0) * np.array(a) / np.linalg.norm(a))
+                 for a in [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0)]]
+    near = _center_distance_score(crop)
+    polished_inputs = []
+
+    def polish(matrix):
+        polished_inputs.append(matrix)
+        return true_matrix.copy(), near(true_matrix) if near(matrix) > -15.0 else near(matrix)
+
+    outcome = search_levels(crop, oblique_mri, rotations, spacing, SearchSettings(final_candidates=2), 34.0,
+                            score=lambda matrix: -near(matrix), polish=polish)
+    level_two = outcome.levels[1]
+    assert level_two.polished == len(polished_inputs) == 2 * level_two.poses_in  # best by NCC and by score each
+    assert "polished on MI" in level_two.sentence() and outcome.levels[2].polished == 0
+    best = outcome.candidates[0]  # the last levels turn the polished pose by 8 and 4 deg and keep the NCC's best
+    assert rotation_angle_deg(true_matrix[:3, :3].T @ best.matrix[:3, :3]) <= SearchSettings().level_steps_deg[-1] + 0.5
+    middle = np.array([*CROP_CENTER, 1.0])
+    assert np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3]) <= 2.0 * spacing
+
+
+def test_the_polish_setting_reaches_the_search_and_the_plan_says_so():
+    """``search_polish_evaluations`` is off by default (the plan does not mention it); set, the
+    search polishes the first refinement level and says so in its stage and in the plan."""
+    from MultimodalKneeRegistrationLib.pipeline import register
+    from MultimodalKneeRegistrationLib.settings import settings_for_preset
+    from MultimodalKneeRegistrationLib.steps.plan_resolution import plan_for
+    from MultimodalKneeRegistrationLib.synthetic.pairs import make_registration_pair
+
+    pair = make_registration_pair("microct-mri", (25.0, 12.0))
+    default = plan_for(pair.fixed, pair.moving, settings_for_preset("mri-microct-knee"))[1]
+    assert default.search.polish_evaluations == 0 and not any("polished" in s for s in default.explanation)
+    settings = settings_for_preset("mri-microct-knee", search_polish_evaluations=30)
+    result = register(pair.fixed, pair.moving, settings)
+    assert any("each polished by 30 evaluations" in s for s in result.plan.explanation)
+    search = result.stages[0]
+    assert search.name == "Initialize (search)" and "poses polished on MI" in search.stop_condition
+    assert result.verdict.passed

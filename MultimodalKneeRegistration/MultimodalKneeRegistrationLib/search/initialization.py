@@ -242,9 +242,13 @@ def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress
     turn = np.array(rigid_from_matrix(space.start_matrix, space.center).GetMatrix()).reshape(3, 3)
     rotations = [turn @ rotation for rotation in search_rotations(plan.search)]
     spacing = correlation_spacing(sampled, other, plan.search_spacing_mm)
+    evaluations = plan.search.polish_evaluations
+    polish = None if evaluations == 0 else (
+        lambda matrix: pattern_search(space.scorer.score_matrix, matrix, space.center, plan.search_spacing_mm,
+                                      max_evaluations=evaluations))
     outcome = search_levels(sampled, other, rotations, spacing, plan.search, covering_radius_deg(plan.search),
                             score=space.quick.score_matrix, workers=search_workers(plan.execution),
-                            progress=progress, mask=space.mask)
+                            progress=progress, mask=space.mask, polish=polish)
     correlated = []
     for found in outcome.candidates:
         candidate = rigid_from_matrix(found.matrix, space.center)

@@ -196,11 +196,14 @@ def _levels_sentence(search) -> str:
     steps = ", ".join(f"{step:g}" for step in search.level_steps_deg)
     radii = ", ".join(f"{local_covering_deg(step):.1f}" for step in search.level_steps_deg)
     keep = ", ".join(str(k) for k in search.level_keep)
+    polish = (f" (the first level's poses each polished by {search.polish_evaluations} evaluations of the "
+              "mutual information before the next level chooses)"
+              if search.polish_evaluations and len(search.level_steps_deg) > 1 else "")
     return (
         f" When the small image covers under 1/8 of the other's field of view (a micro-CT in an MRI), every "
         f"rotation is also correlated by edges over every position, then {len(search.level_steps_deg)} finer "
         f"levels turn the {keep} best poses by 33 rotations {steps} deg apart (covering radius {radii} deg, "
-        f"measured), and the {search.final_candidates} best go to the refinement."
+        f"measured){polish}, and the {search.final_candidates} best go to the refinement."
     )
 
 
