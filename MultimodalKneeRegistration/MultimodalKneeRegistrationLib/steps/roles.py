@@ -5,10 +5,14 @@ covers more?" on their own, with their own names. The roles are:
 
 - ``fine`` / ``coarse``: the image with the smaller / larger voxel volume (ties: fixed is fine). The
   fine one is block-averaged to the working spacing (Crop Volume's spacing multiplier).
-- ``small`` / ``large``: the image with the smaller / larger field of view (the volume its grid
-  covers, however the grid is turned; ties: fixed is large). The metric samples the small one (so its samples land
-  inside the other) and the large one is cropped to its footprint: in ``pipeline.WorkingPair`` the
-  small one is ``sampled`` and the large one ``other``.
+- ``small`` / ``large``: the image whose LPS box (the axis-aligned box around its grid) is the
+  smaller / larger (ties: fixed is large). The box, not the volume the grid covers: judging by that
+  volume flipped the roles of full CT/MR pairs whose CT was turned in its header (a turned CT's box
+  was 3x its 10 L), and two right answers there were refused by the verdict, whose limits were
+  measured with these roles. The volume (``fov``) is what the plan's sampling and spacings use.
+  The metric samples the small one (so its samples land inside the other) and the large one is
+  cropped to its footprint: in ``pipeline.WorkingPair`` the small one is ``sampled`` and the large
+  one ``other``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from ..geometry import field_of_view_volume
+from ..geometry import field_of_view_volume, physical_box
 
 
 def voxel_volume(image) -> float:
@@ -45,6 +49,8 @@ class ImageRoles:
     ratio: float
     #: Each image's field of view (mm^3, ``geometry.field_of_view_volume``).
     fov: Dict[str, float]
+    #: Each image's LPS box volume (mm^3): decides ``small`` and ``large``.
+    box: Dict[str, float]
 
     @classmethod
     def of(cls, fixed, moving) -> ImageRoles:
@@ -52,9 +58,10 @@ class ImageRoles:
         fine = "fixed" if voxel_volume(fixed) <= voxel_volume(moving) else "moving"
         coarse = _other(fine)
         fov = {name: field_of_view_volume(image) for name, image in images.items()}
-        large = "fixed" if fov["fixed"] >= fov["moving"] else "moving"
+        box = {name: physical_box(image).volume for name, image in images.items()}
+        large = "fixed" if box["fixed"] >= box["moving"] else "moving"
         ratio = float((voxel_volume(images[coarse]) / voxel_volume(images[fine])) ** (1 / 3))
-        return cls(images, fine, coarse, large, _other(large), ratio, fov)
+        return cls(images, fine, coarse, large, _other(large), ratio, fov, box)
 
     @property
     def fine_fov_fraction(self) -> float:
@@ -67,7 +74,8 @@ class ImageRoles:
         return [
             f"The {fine} image has the finer voxels ({_fmt(self.images[fine].GetSpacing())} mm vs "
             f"{_fmt(self.images[coarse].GetSpacing())} mm, {self.ratio:.1f}x finer per axis on average).",
-            f"The {large} image covers the larger field of view ({self.fov[large] / 1000:.0f} mL vs "
+            f"The {large} image spans the larger region (its box {self.box[large] / 1000:.0f} mL vs "
+            f"{self.box[small] / 1000:.0f} mL; its grid covers {self.fov[large] / 1000:.0f} mL vs "
             f"{self.fov[small] / 1000:.0f} mL); the metric samples the {small} image so that its samples "
             f"land inside the {large} one.",
         ]
