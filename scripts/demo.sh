@@ -14,7 +14,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 echo "installing multimodal-knee-registration into $VENV"
-"$VENV/bin/python" -m pip install --quiet "$ROOT"
+# Editable, as scripts/test.sh installs it into the same .venv: a plain install here left a copy of
+# the code that later commands ran instead of the working tree, until the tests reinstalled it.
+"$VENV/bin/python" -m pip install --quiet -e "$ROOT"
 
 echo "running the demo (about a minute)"
 "$VENV/bin/python" -m MultimodalKneeRegistrationLib demo --output-dir "$OUTPUT_DIR"
