@@ -104,9 +104,9 @@ class SearchSettings:
     #: answer scores below look-alikes unpolished (cube1016: 0.68 against 0.73-0.76) and above them
     #: polished (0.76, then 0.83 at the answer); see pose_levels. Off by default: on the family's 40
     #: CT-look cubes (100 evaluations) it found one more well-posed answer (cube1016, 0.64 mm) but
-    #: three ill-posed cubes, whose floor itself ends 2.7-9 mm from the reference, then passed the
-    #: verdict wrong (2.5, 2.5, 12.3 mm) where they were refused, for ~+8 s a cube; on the held-out
-    #: cubes it lost one success (cube2009). Results/issue18/SEARCH_POLISH.md.
+    #: three ill-posed cubes, whose floor itself ends 2.5-9.3 mm from the reference, then passed the
+    #: verdict wrong (2.5, 2.5, 12.3 mm) where they were refused, for +12 CPU s a cube (median); on
+    #: the held-out cubes it lost one success (cube2009). Results/issue18/SEARCH_POLISH.md.
     polish_evaluations: int = 0
 
 

@@ -13,8 +13,9 @@ answer although the answer scored best. So the search goes in levels:
    of nearby shifts; each level's grid reaches as far as the last level's covering radius and
    covers its own reach more finely (by default 17, 8 and 4 deg apart: covering radii 16, 7.5
    and 3.8 deg, measured);
-3. after the first refinement level every pose is *polished* (a short pattern search on the
-   search's mutual information) and the next level keeps the best polished poses: at the search's
+3. optionally (``polish``; ``search_polish_evaluations``, off by default, see settings), after the
+   first refinement level every pose is *polished* (a short pattern search on the search's mutual
+   information) and the next level keeps the best polished poses: at the search's
    spacing the MI peak is only ~1-2 mm wide, so unpolished a pose 6 deg / 6 mm from the answer
    scored below look-alikes (cube1016 with the cube fixed: 0.68 against 0.73-0.76, dropped there)
    and polished above them (0.76); ranked unpolished, the answer was lost on 2 of 3 traced cubes.
@@ -58,7 +59,7 @@ class LevelRecord:
     polished: int = 0
 
     def sentence(self) -> str:
-        polished = f"; its {self.polished} best poses polished on MI" if self.polished else ""
+        polished = f"; its {self.polished} poses polished on MI" if self.polished else ""
         return (f"{self.name}: {self.rotations_scored} rotations correlated at {self.spacing_mm:.1f} mm "
                 f"(every orientation in reach within {self.covering_deg:.1f} deg of one){polished}")
 
