@@ -21,10 +21,23 @@ from typing import Dict, Optional
 import numpy as np
 import SimpleITK as sitk
 
-from ..geometry import mask_on_grid, physical_box, transform_to_matrix, turned_about
+from ..errors import InputError
+from ..geometry import (
+    Box,
+    apply_matrix,
+    corner_points,
+    mask_on_grid,
+    physical_box,
+    transform_to_matrix,
+    turned_about,
+)
 from ..search.edge_correlation import edge_map
 from ..search.local_search import pattern_search
 from ..search.poses import DistinctPoses, turn_deg
+from ..steps.preprocessing import crop_to_box, downsample, shrink_factors_for_spacing
+
+#: Margin (edge-map voxels) kept around a footprint when the large image's edges are computed there.
+EDGE_MARGIN_SPACINGS = 6
 
 #: The constraint check moves the pose by one search voxel, and turns it so far that the object's
 #: edge moves by one voxel.
@@ -106,20 +119,39 @@ def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: 
 
 class _EdgeAgreement:
     """Normalised cross-correlation of the two gradient-magnitude maps at a pose, over the small image
-    (or the part of it inside ``mask``: a bone's crop also shows its neighbours, which moved otherwise)."""
+    (or the part of it inside ``mask``: a bone's crop also shows its neighbours, which moved otherwise).
+
+    The large image's edges are computed only around each pose asked for (the small image's footprint
+    plus ``EDGE_MARGIN_SPACINGS`` edge-map voxels, where the Gaussian has died out): over a whole
+    MRI they cost 1.2 s of a 48 mm micro-CT cube's 19 s, for the two footprints the verdict looks at.
+    """
 
     def __init__(self, small: sitk.Image, large: sitk.Image, spacing_mm: float,
                  mask: Optional[sitk.Image] = None) -> None:
         self.small = edge_map(small, spacing_mm)
-        self.large = edge_map(large, spacing_mm)
+        self.spacing = spacing_mm
+        self.large = downsample(large, shrink_factors_for_spacing(large.GetSpacing(), spacing_mm))
+        self.corners = corner_points(small)
         self.values = sitk.GetArrayFromImage(self.small).ravel().astype(np.float64)
         self.chosen = None if mask is None else mask_on_grid(mask, self.small).ravel()
+
+    def large_edges_at(self, matrix: np.ndarray) -> Optional[sitk.Image]:
+        """The large image's edge map around the small image's footprint at ``matrix`` (None: no overlap)."""
+        footprint = apply_matrix(matrix, self.corners)
+        box = Box(footprint.min(axis=0), footprint.max(axis=0)).grow(EDGE_MARGIN_SPACINGS * self.spacing)
+        try:
+            return edge_map(crop_to_box(self.large, box), self.spacing)
+        except InputError:
+            return None
 
     def ncc(self, matrix: np.ndarray) -> float:
         transform = sitk.AffineTransform(3)
         transform.SetMatrix(matrix[:3, :3].ravel().tolist())
         transform.SetTranslation(matrix[:3, 3].tolist())
-        warped = sitk.Resample(self.large, self.small, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat64)
+        large = self.large_edges_at(matrix)
+        if large is None:
+            return 0.0
+        warped = sitk.Resample(large, self.small, transform, sitk.sitkLinear, np.nan, sitk.sitkFloat64)
         other = sitk.GetArrayViewFromImage(warped).ravel()
         inside = np.isfinite(other)
         if self.chosen is not None:
