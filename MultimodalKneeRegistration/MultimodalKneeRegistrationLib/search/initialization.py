@@ -31,7 +31,7 @@ from ..geometry import (
 from ..progress import Progress
 from ..results import StageResult
 from ..steps.preprocessing import downsample, foreground_mask, shrink_factors_for_spacing
-from .edge_correlation import correlation_spacing
+from .edge_correlation import correlation_spacing, whole_field_spacing
 from .local_search import pattern_search
 from .pose_levels import LevelRecord, search_levels
 from .poses import DistinctPoses
@@ -248,7 +248,8 @@ def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress
                                       max_evaluations=evaluations))
     outcome = search_levels(sampled, other, rotations, spacing, plan.search, covering_radius_deg(plan.search),
                             score=space.quick.score_matrix, workers=search_workers(plan.execution),
-                            progress=progress, mask=space.mask, polish=polish)
+                            progress=progress, mask=space.mask, polish=polish,
+                            whole_field_spacing_mm=whole_field_spacing(sampled, other, plan.search_spacing_mm))
     correlated = []
     for found in outcome.candidates:
         candidate = rigid_from_matrix(found.matrix, space.center)

@@ -84,6 +84,7 @@ def search_levels(
     progress: Optional[Progress] = None,
     mask: Optional[sitk.Image] = None,
     polish: Optional[Callable[[np.ndarray], Tuple[np.ndarray, float]]] = None,
+    whole_field_spacing_mm: Optional[float] = None,
 ) -> LevelOutcome:
     """Level 1 over ``rotations`` (whole field), then ``search.level_steps_deg`` refinement levels.
 
@@ -91,18 +92,21 @@ def search_levels(
     threads share the FFTs (numpy releases the GIL there). ``covering_deg`` is the covering radius of
     ``rotations``, for the record. ``mask`` (over ``small``) keeps the edge template inside it.
     ``polish(matrix)`` -> (polished matrix, score) polishes the first refinement level's poses.
+    ``whole_field_spacing_mm`` (coarser than ``spacing_mm``) is level 1's spacing; the refinement
+    levels correlate at ``spacing_mm``.
     """
     progress = progress or Progress()
     correlator = EdgeCorrelator(small, large, spacing_mm, mask)
     if not correlator.usable:
         return LevelOutcome([], [])
+    first = _whole_field_correlator(small, large, spacing_mm, whole_field_spacing_mm, mask) or correlator
     distinct = DistinctPeaks(correlator.center)
-    whole = correlator.whole()
-    found = parallel_map(lambda r: correlator.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
+    whole = first.whole()
+    found = parallel_map(lambda r: first.best(r, whole), list(rotations), workers, progress.sub(0.0, 0.6),
                          "search: edge correlation over every orientation", batch=24,
                          during="during the edge correlation")
     found = _scored(found, score)
-    levels = [LevelRecord("level 1 (every orientation)", len(rotations), covering_deg, spacing_mm, 1)]
+    levels = [LevelRecord("level 1 (every orientation)", len(rotations), covering_deg, first.spacing, 1)]
     steps, keeps = search.level_steps_deg, search.level_keep
     parts = progress.sub(0.6, 1.0).split(max(1, len(steps)))
     carried: List[CorrelationCandidate] = []  # the best polished poses go to the refinement as they are
@@ -124,6 +128,15 @@ def search_levels(
     final = shortlist(found, distinct, search.final_candidates)
     return LevelOutcome(final + [c for c in carried if all(distinct.differ(c.matrix, f.matrix) for f in final)],
                         levels)
+
+
+def _whole_field_correlator(small, large, spacing_mm: float, whole_field_spacing_mm: Optional[float],
+                            mask) -> Optional[EdgeCorrelator]:
+    """Level 1's own correlator at ``whole_field_spacing_mm``, when that is coarser and usable."""
+    if whole_field_spacing_mm is None or whole_field_spacing_mm <= spacing_mm * 1.05:
+        return None
+    coarse = EdgeCorrelator(small, large, whole_field_spacing_mm, mask)
+    return coarse if coarse.usable else None
 
 
 def shortlist(found: Sequence[CorrelationCandidate], distinct: DistinctPeaks, count: int
