@@ -27,7 +27,14 @@ from ..execution import (
     stop_on_cancel,
     without_gradient_images,
 )
-from ..geometry import mask_on_grid, rigid_from_matrix, transform_to_matrix, turned_about
+from ..geometry import (
+    apply_matrix,
+    corner_points,
+    mask_on_grid,
+    rigid_from_matrix,
+    transform_to_matrix,
+    turned_about,
+)
 from ..progress import Progress
 from ..results import StageResult
 from ..search.initialization import foreground_centroid
@@ -38,6 +45,11 @@ from .base import EngineOutput
 _AFFINE_LEVELS = 2
 #: Samples of the referee metric that picks among endpoints (all voxels below this count).
 _REFEREE_SAMPLES = 1_500_000
+#: A sample-set round that moves the pose less than this (mm, at the sampled image's corners) from
+#: the round before ends the rounds: the sample sets agree. Measured: on the 48 mm micro-CT cube the
+#: second round moved it 0.15 mm and the third 0.07 mm (1 s each); on the porcine pair 0.6-1.0 mm,
+#: where the third round still counts.
+ROUNDS_AGREE_MM = 0.25
 
 
 class SimpleITKEngine:
@@ -70,7 +82,7 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
     rounds = _sample_rounds(stage, plan)
     restart_count = 6 if stage == "Rigid" and plan.optimizer.rotation_restarts_deg > 0 else 0
     parts = progress.split(rounds + restart_count)
-    endpoints, iterations = [], 0
+    endpoints, iterations, corners = [], 0, corner_points(fixed)
     for round_number in range(rounds):
         # Later rounds only polish at the finest level, each on a fresh random sample set.
         transform, stop, metric_value, used = _optimise(
@@ -80,6 +92,8 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
         )
         iterations += used
         endpoints.append((transform, stop, metric_value))
+        if round_number > 0 and _moved_mm(endpoints[-2][0], transform, corners) < ROUNDS_AGREE_MM:
+            break  # two sample sets agree: a third would be picked among the same pose
     referee = _Referee(fixed, moving, plan, sampling)
     restarts = _rotation_restarts(stage, referee.best(endpoints)[0], plan.optimizer)
     for number, restart in enumerate(restarts):
@@ -95,8 +109,9 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
             f"best of {rounds} sample sets and {len(restarts)} restarts turned "
             f"{plan.optimizer.rotation_restarts_deg:g} deg, by the dense metric; last: {stop}"
         )
-    elif rounds > 1:
-        stop = f"best of {rounds} sample sets by the dense metric; last round: {stop}"
+    elif len(endpoints) > 1:
+        agreed = f" (the last two within {ROUNDS_AGREE_MM:g} mm)" if len(endpoints) < rounds else ""
+        stop = f"best of {len(endpoints)} sample sets by the dense metric{agreed}; last round: {stop}"
     progress.done(f"{stage}: done")
     return transform, stop, metric_value, iterations
 
@@ -254,6 +269,12 @@ def _sample_rounds(stage: str, plan) -> int:
     if _is_powell(stage, plan) and plan.sampling_percentage < 1.0:
         return max(1, int(plan.optimizer.resample_rounds))
     return 1
+
+
+def _moved_mm(before: sitk.Transform, after: sitk.Transform, points: np.ndarray) -> float:
+    """How far (mm) ``points`` land apart under the two transforms, at most."""
+    moved = apply_matrix(transform_to_matrix(after), points) - apply_matrix(transform_to_matrix(before), points)
+    return float(np.linalg.norm(moved, axis=1).max())
 
 
 def _rotation_restarts(stage: str, transform: sitk.Transform, optimizer) -> List[sitk.Transform]:
