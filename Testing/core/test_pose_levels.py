@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, rotation_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.search.edge_correlation import _padded_rfftn, correlation_spacing
+from MultimodalKneeRegistrationLib.search.edge_correlation import (
+    _padded_rfftn,
+    correlation_spacing,
+    whole_field_spacing,
+)
 from MultimodalKneeRegistrationLib.search.pose_levels import search_levels
 from MultimodalKneeRegistrationLib.search.rotations import covering_radius_deg, local_covering_deg, local_grid
 from MultimodalKneeRegistrationLib.settings import SearchSettings
@@ -84,6 +88,42 @@ def test_a_crop_turned_60_deg_is_found_from_rotations_30_deg_away_in_an_oblique_
     assert outcome.levels[0].rotations_scored == 3
     assert all(level.rotations_scored == 33 * level.poses_in for level in outcome.levels[1:])
     assert len(outcome.levels) == 1 + len(SearchSettings().level_steps_deg)
+
+
+def test_level_one_on_its_coarser_grid_still_hands_the_answer_to_the_finer_levels(oblique_mri):
+    """Level 1 correlates the whole field on a grid 1.5x coarser (a third of the voxels, each of its
+    FFTs a third of the cost); the refinement levels, on the finer grid, still end on the answer from
+    rotations 30 deg away."""
+    truth = rigid_transform((0.3, -0.5, 0.8), 60.0, (0.0, 0.0, 0.0), CROP_CENTER)
+    true_matrix = transform_to_matrix(truth)
+    crop = _crop(truth)
+    fine = correlation_spacing(crop, oblique_mri, 1.0)
+    axes = [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (-1.0, 1.0, 0.0)]
+    rotations = [true_matrix[:3, :3] @ rotation_matrix(np.radians(30.0) * np.array(a) / np.linalg.norm(a))
+                 for a in axes]
+    outcome = search_levels(crop, oblique_mri, rotations, fine, SearchSettings(final_candidates=2), 34.0,
+                            whole_field_spacing_mm=1.5 * fine)
+    assert outcome.levels[0].spacing_mm == pytest.approx(1.5 * fine, rel=0.01)
+    assert all(level.spacing_mm == pytest.approx(fine) for level in outcome.levels[1:])
+    best = outcome.candidates[0]
+    middle = np.array([*CROP_CENTER, 1.0])
+    assert rotation_angle_deg(true_matrix[:3, :3].T @ best.matrix[:3, :3]) <= 5.0
+    assert np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3]) <= 2.0 * fine
+
+
+def test_the_whole_field_grid_is_capped_in_voxels():
+    """A small image in a large field: the first level's grid stops at ``WHOLE_FIELD_MAX_VOXELS``."""
+    small = sitk.Image([20, 20, 20], sitk.sitkFloat32)
+    small.SetSpacing([1.0] * 3)
+    large = sitk.Image([300, 300, 200], sitk.sitkFloat32)
+    large.SetSpacing([1.0] * 3)
+    spacing = whole_field_spacing(small, large, 0.5)
+    assert (300 * 300 * 200) / spacing**3 == pytest.approx(1_500_000, rel=1e-6)
+    assert spacing > correlation_spacing(small, large, 0.5)
+    # A large small image sets its own, coarser spacing (20 voxels across): no cap needed.
+    big = sitk.Image([100, 100, 100], sitk.sitkFloat32)
+    big.SetSpacing([1.0] * 3)
+    assert whole_field_spacing(big, large, 0.5) == correlation_spacing(big, large, 0.5) == pytest.approx(5.0)
 
 
 def test_threads_give_the_same_candidates_as_one(oblique_mri):
