@@ -115,3 +115,22 @@ def test_preparation_masks_the_small_image_when_asked_and_says_so():
     assert masked.mask is not None and masked.notes[0].startswith("The moving image is a reconstruction")
     assert sitk.GetArrayViewFromImage(masked.sampled).min() > sitk.GetArrayViewFromImage(whole.sampled).min()
     assert np.array_equal(sitk.GetArrayViewFromImage(masked.other), sitk.GetArrayViewFromImage(whole.other))
+
+
+def test_register_masks_a_micro_ct_reconstruction_by_default():
+    """The micro-CT preset looks for the cylinder in a real run and says so in the run's notes; the CT
+    preset leaves the same images alone."""
+    from MultimodalKneeRegistrationLib.pipeline import MASK_RECONSTRUCTION_CYLINDER, register
+    from MultimodalKneeRegistrationLib.settings import settings_for_preset
+
+    assert MASK_RECONSTRUCTION_CYLINDER
+    fine = reconstruction(size=(64, 64, 48), spacing=(0.25, 0.25, 0.25))
+    coarse = sitk.Resample(fine, [40, 40, 30], sitk.Transform(), sitk.sitkLinear,
+                           fine.TransformContinuousIndexToPhysicalPoint([-48.0] * 3), [1.0] * 3,
+                           fine.GetDirection(), 100.0, sitk.sitkFloat32)
+    notes = {}
+    for preset in ("mri-microct-knee", "mri-ct"):
+        settings = settings_for_preset(preset, initialize_transform_mode="Off", fail_on_sanity_check=False)
+        notes[preset] = " ".join(register(coarse, fine, settings).facts.notes)
+    assert "The moving image is a reconstruction" in notes["mri-microct-knee"]
+    assert "reconstruction" not in notes["mri-ct"]
