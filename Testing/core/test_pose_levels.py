@@ -70,45 +70,31 @@ def _crop(truth: sitk.Transform) -> sitk.Image:
     return KneePhantom(seed=4).render("ct", (80, 80, 80), (0.4, 0.4, 0.4), center=CROP_CENTER, transform=truth)
 
 
-def test_a_crop_turned_60_deg_is_found_from_rotations_30_deg_away_in_an_oblique_mri(oblique_mri):
+@pytest.mark.parametrize("level_one_coarser", [None, 1.5])
+def test_a_crop_turned_60_deg_is_found_from_rotations_30_deg_away_in_an_oblique_mri(oblique_mri, level_one_coarser):
+    """Level 1 is given only rotations 30 deg from the truth; the levels must close the gap. With
+    ``level_one_coarser``, level 1 correlates the whole field on a grid that much coarser (1.5x: a
+    third of the voxels, each FFT a third of the cost) and the finer levels still end on the answer."""
     truth = rigid_transform((0.3, -0.5, 0.8), 60.0, (0.0, 0.0, 0.0), CROP_CENTER)
     true_matrix = transform_to_matrix(truth)
     crop = _crop(truth)
     spacing = correlation_spacing(crop, oblique_mri, 1.0)
-    # Level 1 is given only rotations 30 deg from the truth; the levels must close the gap.
+    whole = None if level_one_coarser is None else level_one_coarser * spacing
     axes = [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (-1.0, 1.0, 0.0)]
     rotations = [true_matrix[:3, :3] @ rotation_matrix(np.radians(30.0) * np.array(a) / np.linalg.norm(a))
                  for a in axes]
-    outcome = search_levels(crop, oblique_mri, rotations, spacing, SearchSettings(final_candidates=2), 34.0)
+    outcome = search_levels(crop, oblique_mri, rotations, spacing, SearchSettings(final_candidates=2), 34.0,
+                            whole_field_spacing_mm=whole)
     best = outcome.candidates[0]
     middle = np.array([*CROP_CENTER, 1.0])
     miss_mm = np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3])
     assert rotation_angle_deg(true_matrix[:3, :3].T @ best.matrix[:3, :3]) <= 5.0
     assert miss_mm <= 2.0 * spacing
     assert outcome.levels[0].rotations_scored == 3
+    assert outcome.levels[0].spacing_mm == pytest.approx(whole or spacing, rel=0.01)
+    assert all(level.spacing_mm == pytest.approx(spacing) for level in outcome.levels[1:])
     assert all(level.rotations_scored == 33 * level.poses_in for level in outcome.levels[1:])
     assert len(outcome.levels) == 1 + len(SearchSettings().level_steps_deg)
-
-
-def test_level_one_on_its_coarser_grid_still_hands_the_answer_to_the_finer_levels(oblique_mri):
-    """Level 1 correlates the whole field on a grid 1.5x coarser (a third of the voxels, each of its
-    FFTs a third of the cost); the refinement levels, on the finer grid, still end on the answer from
-    rotations 30 deg away."""
-    truth = rigid_transform((0.3, -0.5, 0.8), 60.0, (0.0, 0.0, 0.0), CROP_CENTER)
-    true_matrix = transform_to_matrix(truth)
-    crop = _crop(truth)
-    fine = correlation_spacing(crop, oblique_mri, 1.0)
-    axes = [(1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (-1.0, 1.0, 0.0)]
-    rotations = [true_matrix[:3, :3] @ rotation_matrix(np.radians(30.0) * np.array(a) / np.linalg.norm(a))
-                 for a in axes]
-    outcome = search_levels(crop, oblique_mri, rotations, fine, SearchSettings(final_candidates=2), 34.0,
-                            whole_field_spacing_mm=1.5 * fine)
-    assert outcome.levels[0].spacing_mm == pytest.approx(1.5 * fine, rel=0.01)
-    assert all(level.spacing_mm == pytest.approx(fine) for level in outcome.levels[1:])
-    best = outcome.candidates[0]
-    middle = np.array([*CROP_CENTER, 1.0])
-    assert rotation_angle_deg(true_matrix[:3, :3].T @ best.matrix[:3, :3]) <= 5.0
-    assert np.linalg.norm((best.matrix @ middle - true_matrix @ middle)[:3]) <= 2.0 * fine
 
 
 def test_the_whole_field_grid_is_capped_in_voxels():
