@@ -26,6 +26,11 @@ class Box:
     lower: np.ndarray
     upper: np.ndarray
 
+    @classmethod
+    def around(cls, points: np.ndarray) -> Box:
+        """The smallest box holding ``points`` (N, 3)."""
+        return cls(points.min(axis=0), points.max(axis=0))
+
     @property
     def size(self) -> np.ndarray:
         return np.maximum(self.upper - self.lower, 0.0)
@@ -101,8 +106,7 @@ def corner_points(image: sitk.Image) -> np.ndarray:
 
 def physical_box(image: sitk.Image) -> Box:
     """Axis-aligned bounding box of the image's field of view in LPS."""
-    corners = corner_points(image)
-    return Box(corners.min(axis=0), corners.max(axis=0))
+    return Box.around(corner_points(image))
 
 
 def field_of_view_volume(image: sitk.Image) -> float:

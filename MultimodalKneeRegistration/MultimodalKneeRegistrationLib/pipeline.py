@@ -261,8 +261,7 @@ class _MetricReport:
 def crop_other(sampled, other, transform, plan: RegistrationPlan) -> Tuple[sitk.Image, Box, str]:
     """Keep only the part of the large image that the small one can reach (plus a margin): the cropped
     image, the box cut and the sentence saying so."""
-    footprint = apply_matrix(transform_to_matrix(transform), corner_points(sampled))
-    roi = Box(footprint.min(axis=0), footprint.max(axis=0)).grow(plan.roi_margin_mm)
+    roi = Box.around(apply_matrix(transform_to_matrix(transform), corner_points(sampled))).grow(plan.roi_margin_mm)
     try:
         cropped = crop_to_box(other, roi)
     except InputError:

@@ -146,10 +146,9 @@ def _prepared(sampled, other, mask, start: np.ndarray, settings):
     far a bone may turn away from it.
     """
     corners = mask_bounding_points(mask)
-    footprint = apply_matrix(start, corners)
     try:
-        sampled_crop = crop_to_box(sampled, Box(corners.min(axis=0), corners.max(axis=0)))
-        other_crop = crop_to_box(other, Box(footprint.min(axis=0), footprint.max(axis=0)).grow(MOVING_MARGIN_MM))
+        sampled_crop = crop_to_box(sampled, Box.around(corners))
+        other_crop = crop_to_box(other, Box.around(apply_matrix(start, corners)).grow(MOVING_MARGIN_MM))
     except InputError:
         raise InputError("a bone of the segmentation lies outside the image it should belong to",
                          "check that the segmentation was drawn on this image (labels_space fixed/moving)") from None

@@ -28,9 +28,9 @@ from ..execution import (
     without_gradient_images,
 )
 from ..geometry import (
-    apply_matrix,
     corner_points,
     mask_on_grid,
+    point_distances,
     rigid_from_matrix,
     transform_to_matrix,
     turned_about,
@@ -92,7 +92,7 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
         )
         iterations += used
         endpoints.append((transform, stop, metric_value))
-        if round_number > 0 and _moved_mm(endpoints[-2][0], transform, corners) < ROUNDS_AGREE_MM:
+        if round_number > 0 and point_distances(endpoints[-2][0], transform, corners).max() < ROUNDS_AGREE_MM:
             break  # two sample sets agree: a third would be picked among the same pose
     referee = _Referee(fixed, moving, plan, sampling)
     restarts = _rotation_restarts(stage, referee.best(endpoints)[0], plan.optimizer)
@@ -269,12 +269,6 @@ def _sample_rounds(stage: str, plan) -> int:
     if _is_powell(stage, plan) and plan.sampling_percentage < 1.0:
         return max(1, int(plan.optimizer.resample_rounds))
     return 1
-
-
-def _moved_mm(before: sitk.Transform, after: sitk.Transform, points: np.ndarray) -> float:
-    """How far (mm) ``points`` land apart under the two transforms, at most."""
-    moved = apply_matrix(transform_to_matrix(after), points) - apply_matrix(transform_to_matrix(before), points)
-    return float(np.linalg.norm(moved, axis=1).max())
 
 
 def _rotation_restarts(stage: str, transform: sitk.Transform, optimizer) -> List[sitk.Transform]:

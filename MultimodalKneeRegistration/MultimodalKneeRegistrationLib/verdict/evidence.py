@@ -137,8 +137,7 @@ class _EdgeAgreement:
 
     def large_edges_at(self, matrix: np.ndarray) -> Optional[sitk.Image]:
         """The large image's edge map around the small image's footprint at ``matrix`` (None: no overlap)."""
-        footprint = apply_matrix(matrix, self.corners)
-        box = Box(footprint.min(axis=0), footprint.max(axis=0)).grow(EDGE_MARGIN_SPACINGS * self.spacing)
+        box = Box.around(apply_matrix(matrix, self.corners)).grow(EDGE_MARGIN_SPACINGS * self.spacing)
         try:
             return edge_map(crop_to_box(self.large, box), self.spacing)
         except InputError:
