@@ -8,7 +8,7 @@ Why: on a 30 mm micro-CT cube the wrong pose, 87 mm away, scored the same Mattes
 - *edge agreement*: the correlation of the two images' gradient-magnitude maps at the result and at
   the competitor (bone and tissue boundaries show in both modalities, independently of MI);
 - *constraint*: how much the score drops when the result is moved by a couple of millimetres or
-  degrees in its weakest direction (a flat optimum does not say where the image belongs).
+  degrees either way in its weakest direction (a flat optimum does not say where the image belongs).
 
 ``verdict.looks`` grades these into a confidence and checks; ``verdict.judge`` gives the one verdict.
 """
@@ -106,15 +106,27 @@ def _best_competitor(candidates, result: np.ndarray, distinct: DistinctPoses):
 
 
 def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: float, turn_rad: float) -> float:
-    """The smallest relative score drop over +/- ``shift_mm`` shifts and +/- ``turn_rad`` turns per axis."""
+    """The smallest relative score drop, per rigid direction the mean of moving ``-`` and ``+`` by one step
+    (``shift_mm`` along each axis, ``turn_rad`` about it).
+
+    Why the mean of both sides: it is the score's curvature, and it does not depend on where the
+    pose sits within a fraction of a step of the peak. The smaller of the two sides measured that
+    offset instead: on the porcine pair1042 the same right answer (0.65 mm) read 1.8 % after three
+    sample-set rounds and 0.9 % after two (turn drops 3.9 % and 0.9 % about one axis: 2.4 % on
+    average), and was refused under the 1.2 % floor.
+    """
     drops = []
     for axis in np.eye(3):
-        for sign in (-1.0, 1.0):
-            shifted = matrix.copy()
-            shifted[:3, 3] += axis * sign * shift_mm
-            turned = turned_about(matrix, axis * sign * turn_rad, center)
-            drops += [score - score_of(shifted), score - score_of(turned)]
+        shifts = [score_of(_shifted(matrix, axis * sign * shift_mm)) for sign in (-1.0, 1.0)]
+        turns = [score_of(turned_about(matrix, axis * sign * turn_rad, center)) for sign in (-1.0, 1.0)]
+        drops += [score - float(np.mean(shifts)), score - float(np.mean(turns))]
     return float(min(drops) / max(abs(score), 1e-9))
+
+
+def _shifted(matrix: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    moved = matrix.copy()
+    moved[:3, 3] += delta
+    return moved
 
 
 class _EdgeAgreement:

@@ -89,5 +89,5 @@ def _sentence(name: str, evidence) -> str:
     if name == "optimiser_converged":
         return (f"a local search moves the result by {evidence.polish_shift_mm:.1f} mm: the optimiser stopped short "
                 "of the metric's optimum")
-    return (f"the score hardly changes when the result moves by one search voxel (weakest direction "
+    return (f"the score hardly changes when the result moves by one search voxel either way (weakest direction "
             f"{100 * evidence.weakest_drop:.1f}%): the images do not pin the pose down")
