@@ -7,12 +7,14 @@ endpoint; when two sets end within a quarter millimetre of each other a third on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 from MultimodalKneeRegistrationLib.engines import simpleitk_engine
 from MultimodalKneeRegistrationLib.geometry import corner_points, point_distances
 from MultimodalKneeRegistrationLib.pipeline import register
-from MultimodalKneeRegistrationLib.settings import settings_for_preset
+from MultimodalKneeRegistrationLib.settings import OptimizerSettings, settings_for_preset
 from MultimodalKneeRegistrationLib.synthetic.pairs import GridSpec, make_registration_pair
 from MultimodalKneeRegistrationLib.synthetic.phantom import rigid_transform
 
@@ -52,3 +54,24 @@ def test_rounds_stop_when_two_sample_sets_agree_and_run_on_when_they_do_not(pair
         assert point_distances(result.transform, pair.true_transform, points).mean() <= 1.0
     # What the skipped third round would have changed: less than the sample sets' own spread.
     assert point_distances(agreed.transform, every.transform, corner_points(pair.fixed)).max() <= 0.25
+
+
+@dataclass(frozen=True)
+class _Plan:
+    optimizer: OptimizerSettings
+
+
+@pytest.mark.parametrize("first, later", [(1e-6, 1e-4), (1e-4, 1e-4), (1e-3, 1e-3)])
+def test_later_rounds_stop_at_the_looser_value_tolerance(first, later):
+    plan = _Plan(OptimizerSettings(powell_value_tolerance=first, powell_round_value_tolerance=1e-4))
+    assert simpleitk_engine._later_round(plan).optimizer.powell_value_tolerance == later
+    assert plan.optimizer.powell_value_tolerance == first  # the first round's plan is left as it was
+
+
+def test_a_later_round_reports_its_own_value_tolerance(pair):
+    start = rigid_transform((0.0, 0.0, 1.0), 3.0, (1.5, -1.0, 0.5), (0.0, 8.0, 0.0))
+    settings = settings_for_preset("mri-ct", initialize_transform_mode="Off", sampling_percentage=0.05)
+    assert settings.optimizer.powell_value_tolerance == 1e-6
+    result = register(pair.fixed, pair.moving, settings, initial_transform=start)
+    last_round = _rigid(result).stop_condition.split("last round: ")[-1]
+    assert "Value Tolerance (0.0001)" in last_round, last_round

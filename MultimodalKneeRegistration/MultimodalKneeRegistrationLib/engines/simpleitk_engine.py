@@ -14,6 +14,7 @@ many points land inside it as the plan asks for the whole image.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import List, Optional
 
 import numpy as np
@@ -86,9 +87,9 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
     for round_number in range(rounds):
         # Later rounds only polish at the finest level, each on a fresh random sample set.
         transform, stop, metric_value, used = _optimise(
-            fixed, moving, transform, plan, stage, sampling, levels=levels if round_number == 0 else 1,
-            seed=plan.optimizer.random_seed + round_number, progress=parts[round_number],
-            label=f"{stage}: round {round_number + 1} of {rounds}",
+            fixed, moving, transform, plan if round_number == 0 else _later_round(plan), stage, sampling,
+            levels=levels if round_number == 0 else 1, seed=plan.optimizer.random_seed + round_number,
+            progress=parts[round_number], label=f"{stage}: round {round_number + 1} of {rounds}",
         )
         iterations += used
         endpoints.append((transform, stop, metric_value))
@@ -114,6 +115,14 @@ def _run_stage(fixed, moving, transform, plan, stage: str, progress: Progress, s
         stop = f"best of {len(endpoints)} sample sets by the dense metric{agreed}; last round: {stop}"
     progress.done(f"{stage}: done")
     return transform, stop, metric_value, iterations
+
+
+def _later_round(plan):
+    """The plan for a sample-set round after the first: Powell stops at the looser of the two value
+    tolerances (``powell_round_value_tolerance``)."""
+    optimizer = plan.optimizer
+    tolerance = max(optimizer.powell_value_tolerance, optimizer.powell_round_value_tolerance)
+    return replace(plan, optimizer=replace(optimizer, powell_value_tolerance=tolerance))
 
 
 def _optimise(fixed, moving, start, plan, stage, sampling: _Sampling, levels, seed, progress: Progress,
