@@ -244,6 +244,13 @@ def turned_about(matrix: np.ndarray, rotation_vector: Sequence[float], center: S
     return matrix @ turn
 
 
+def shifted_by(matrix: np.ndarray, delta: Sequence[float]) -> np.ndarray:
+    """A copy of the 4x4 ``matrix`` whose translation is moved by ``delta`` (mm): the same pose, shifted."""
+    moved = np.array(matrix, dtype=float)
+    moved[:3, 3] += np.asarray(delta, dtype=float)
+    return moved
+
+
 def lps_matrix_to_ras(matrix_lps: np.ndarray) -> np.ndarray:
     """Express a point-mapping matrix given in LPS coordinates in RAS coordinates."""
     return LPS_TO_RAS @ matrix_lps @ LPS_TO_RAS

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..geometry import turned_about
+from ..geometry import shifted_by, turned_about
 from ..progress import Progress
 
 #: Rotation steps (degrees) from coarse to fine; the shift steps are the same fractions of the spacing.
@@ -61,11 +61,5 @@ def _moves(turn: float, shift: float):
     for axis in np.eye(3):
         for sign in (-1.0, 1.0):
             moves.append(lambda m, c, v=axis * sign * turn: turned_about(m, v, c))
-            moves.append(lambda m, c, d=axis * sign * shift: _shifted(m, d))
+            moves.append(lambda m, c, d=axis * sign * shift: shifted_by(m, d))
     return moves
-
-
-def _shifted(matrix: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    moved = matrix.copy()
-    moved[:3, 3] += delta
-    return moved

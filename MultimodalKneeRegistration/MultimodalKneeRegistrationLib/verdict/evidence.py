@@ -28,6 +28,7 @@ from ..geometry import (
     corner_points,
     mask_on_grid,
     physical_box,
+    shifted_by,
     transform_to_matrix,
     turned_about,
 )
@@ -117,16 +118,10 @@ def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: 
     """
     drops = []
     for axis in np.eye(3):
-        shifts = [score_of(_shifted(matrix, axis * sign * shift_mm)) for sign in (-1.0, 1.0)]
+        shifts = [score_of(shifted_by(matrix, axis * sign * shift_mm)) for sign in (-1.0, 1.0)]
         turns = [score_of(turned_about(matrix, axis * sign * turn_rad, center)) for sign in (-1.0, 1.0)]
         drops += [score - float(np.mean(shifts)), score - float(np.mean(turns))]
     return float(min(drops) / max(abs(score), 1e-9))
-
-
-def _shifted(matrix: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    moved = matrix.copy()
-    moved[:3, 3] += delta
-    return moved
 
 
 class _EdgeAgreement:
