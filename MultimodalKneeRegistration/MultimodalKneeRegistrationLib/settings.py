@@ -310,9 +310,9 @@ PRESETS = {
         planning=PlanningBudgets(max_working_spacing_mm=1.0, working_voxel_budget=2_000_000),
         # Powell's value tolerance 1e-4: from the search's pose 1e-6 made the first round creep for 11
         # sweeps on the 48 mm cube; 1e-4 ends 0.03 mm from there, the rigid stage 40-60 % shorter, the
-        # same outcomes on the family's cubes (issue 18). Not for mri-ct: on pair1042 the result moved
-        # by little (0.63 against 0.65 mm from the answer) but the verdict's constraint look fell
-        # from 1.8 % to 1.1 %, under its 1.2 % floor, and a right answer was refused.
+        # same outcomes on the family's cubes (issue 18). Not for mri-ct's first round: there it
+        # ended pair1049 0.5 mm further off (1.20 mm); its later rounds use 1e-4
+        # (``powell_round_value_tolerance``).
         optimizer=OptimizerSettings(number_of_iterations=40, powell_value_tolerance=1e-4),
     ),
     "fast-preview": RegistrationSettings(
