@@ -117,14 +117,30 @@ class CaseSpec:
         return cls(**{k: tuple(v) if k in tuples else v for k, v in values.items()})
 
     def key(self) -> str:
-        """Hash of the spec and the generator version: the cache key."""
-        text = json.dumps({"spec": self.to_dict(), "version": GENERATOR_VERSION}, sort_keys=True)
+        """Hash of the spec and the generator version: the cache key.
+
+        Floats enter it with 9 significant digits: a drawn grid direction is computed with sin, cos
+        and exp, whose last bits differ between machines (the same code and numpy gave another key
+        for every cube on a new machine), and the key must not.
+        """
+        text = json.dumps({"spec": _key_values(self.to_dict()), "version": GENERATOR_VERSION}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
     def truth(self, center: Sequence[float]) -> np.ndarray:
         """The fixed -> moving answer: the start rotation about ``center``, then the start shift."""
         shift = np.asarray(self.start_direction) * self.start_shift_mm
         return pose(axis_angle_matrix(self.start_axis, self.start_angle_deg), shift, center)
+
+
+def _key_values(value: Any) -> Any:
+    """``value`` with every float at 9 significant digits (lists, tuples and dicts walked through)."""
+    if isinstance(value, dict):
+        return {k: _key_values(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_key_values(v) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    return value
 
 
 def _rounded(values: Sequence[float], digits: int = 6) -> Tuple[float, ...]:
