@@ -79,8 +79,7 @@ def transformFromRasMatrix(
 
 def boxFromRasPoints(pointsRas: np.ndarray) -> Box:
     """Axis-aligned LPS box around (N, 3) RAS points (e.g. the 8 corners of a rotated ROI)."""
-    points = lpsFromRasPoints(pointsRas)
-    return Box(points.min(axis=0), points.max(axis=0))
+    return Box.around(lpsFromRasPoints(pointsRas))
 
 
 def rasCenterAndSizeFromBox(box: Box) -> Tuple[np.ndarray, np.ndarray]:

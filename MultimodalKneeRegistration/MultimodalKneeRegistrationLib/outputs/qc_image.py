@@ -74,8 +74,7 @@ def _moving_box_in_fixed(registered_moving: sitk.Image, transform: Optional[sitk
     """Axis-aligned box, in fixed space, of what the moving image covers."""
     if transform is None:
         return _support_box(registered_moving)
-    corners = apply_matrix(np.linalg.inv(transform_to_matrix(transform)), corner_points(registered_moving))
-    return Box(corners.min(axis=0), corners.max(axis=0))
+    return Box.around(apply_matrix(np.linalg.inv(transform_to_matrix(transform)), corner_points(registered_moving)))
 
 
 def _support_box(image: sitk.Image) -> Box:
@@ -93,7 +92,7 @@ def _support_box(image: sitk.Image) -> Box:
     lo = np.array([i[0], j[0], k[0]]) * step - step / 2.0
     hi = np.array([i[-1], j[-1], k[-1]]) * step + step / 2.0
     points = np.array([image.TransformContinuousIndexToPhysicalPoint(c.tolist()) for c in box_corners(lo, hi)])
-    return Box(points.min(axis=0), points.max(axis=0))
+    return Box.around(points)
 
 
 def _sample_plane(image: sitk.Image, centre: np.ndarray, u, v, n, width: int, height: int, pixel: float,
