@@ -57,10 +57,10 @@ def moved(image: sitk.Image, angle_deg: float, shift_mm: float) -> tuple:
 
 def test_ct_fixed_mr_moving_from_identity(pair):
     ct, mr, reference, points = pair
+    # Run to run, the result is bit-identical: test_reproducibility (every core count, the command line)
+    # and, on this pair, test_logic_register. Registering it twice here cost a minute of the suite.
     result = register(ct, mr, settings_for_preset("mri-ct"))
     errors = point_distances(result.transform, reference, points)
-    again = register(ct, mr, settings_for_preset("mri-ct"))  # deterministic by default: bit-identical
-    assert list(again.transform.GetParameters()) == list(result.transform.GetParameters())
     assert result.passed_sanity_checks
     assert result.metric_after < result.metric_before
     assert errors.mean() <= 1.0, f"mean {errors.mean():.2f} mm"

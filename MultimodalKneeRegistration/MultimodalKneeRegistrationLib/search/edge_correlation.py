@@ -235,10 +235,24 @@ def _turned_template(edges: sitk.Image, center: np.ndarray, rotation: np.ndarray
     back = sitk.AffineTransform(3)  # template offset q -> small-image point center + R^T q
     back.SetMatrix(rotation.T.ravel().tolist())
     back.SetTranslation(center.tolist())
-    values = sitk.GetArrayFromImage(sitk.Resample(edges, grid, back, sitk.sitkLinear, 0.0, sitk.sitkFloat32))
+    values = sitk.GetArrayFromImage(_one_thread_resample(edges, grid, back))
     template = np.where(ball, values - values[ball].mean(), 0.0)
     norm = float(np.sqrt((template**2).sum()))
     return template / norm if norm > 0 else None
+
+
+def _one_thread_resample(image: sitk.Image, grid: sitk.Image, transform: sitk.Transform) -> sitk.Image:
+    """``sitk.Resample`` (linear, 0 outside, float) on one thread: a template has a few thousand voxels,
+    and the search already turns templates on every core, so ITK's own threads only cost their start
+    (1.15 -> 0.86 ms a template alone). Each voxel is computed alone: the same values on any count."""
+    resample = sitk.ResampleImageFilter()
+    resample.SetReferenceImage(grid)
+    resample.SetTransform(transform)
+    resample.SetInterpolator(sitk.sitkLinear)
+    resample.SetDefaultPixelValue(0.0)
+    resample.SetOutputPixelType(sitk.sitkFloat32)
+    resample.SetNumberOfThreads(1)
+    return resample.Execute(image)
 
 
 def _subvoxel_offset(values: np.ndarray, best) -> np.ndarray:
