@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 from MultimodalKneeRegistrationLib.geometry import rigid_from_matrix, transform_to_matrix
 from MultimodalKneeRegistrationLib.progress import Progress
-from MultimodalKneeRegistrationLib.search.initialization import REFINED_TWICE, _refine_best_again
+from MultimodalKneeRegistrationLib.search.initialization import REFINED_TWICE, _pattern_refine, _refine_best_again
 from MultimodalKneeRegistrationLib.search.local_search import MAX_EVALUATIONS, SHIFT_STEPS
 
 SPACING = 1.0
@@ -45,7 +45,7 @@ def _pose(shift_x: float):
 def test_the_best_poses_climb_further_and_the_rest_are_left_as_they_were():
     space, plan = _space_and_plan()
     poses = [_pose(x) for x in np.linspace(-40.0, 0.0, REFINED_TWICE + 3)]
-    once = [(space.scorer.score(p), p) for p in poses]
+    once = [_pattern_refine(space, p, plan) for p in poses]  # one pattern search each stops short of the peak
     twice = _refine_best_again(space, once, plan, Progress())
     best = sorted(range(len(once)), key=lambda k: -once[k][0])[:REFINED_TWICE]
     for k, ((before, pose), (after, again)) in enumerate(zip(once, twice)):
