@@ -13,6 +13,8 @@ import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import rotation_angle_deg, rotation_matrix, transform_to_matrix
 from MultimodalKneeRegistrationLib.search.edge_correlation import (
     _padded_rfftn,
+    _spectrum,
+    _valid_irfftn,
     correlation_spacing,
     whole_field_spacing,
 )
@@ -54,8 +56,24 @@ def test_each_level_reaches_the_last_levels_covering_radius():
 def test_the_pruned_template_transform_equals_the_full_one():
     template = np.random.default_rng(1).normal(size=(9, 9, 9)).astype(np.float32)
     shape = [30, 27, 25]
-    full = np.fft.rfftn(template, shape, axes=(0, 1, 2))
+    full = _spectrum(template, shape)
+    assert full.shape == (16, 27, 25), "the half spectrum lies along z"
     assert np.allclose(_padded_rfftn(template, shape), full, atol=1e-3 * np.abs(full).max())
+
+
+def test_the_cut_inverse_equals_the_full_inverse_cut():
+    """A correlation computed through ``_spectrum`` and ``_valid_irfftn`` equals numpy's own, shift by
+    shift, over the valid shifts only."""
+    rng = np.random.default_rng(2)
+    shape, valid = [30, 27, 25], [22, 19, 17]
+    large = rng.normal(size=shape).astype(np.float32)
+    template = rng.normal(size=(9, 9, 9)).astype(np.float32)
+    product = _spectrum(large, shape) * np.conj(_padded_rfftn(template, shape))
+    cut = _valid_irfftn(product, shape, valid)
+    direct = np.array([[[np.sum(large[z:z + 9, y:y + 9, x:x + 9] * template) for x in range(valid[2])]
+                        for y in range(valid[1])] for z in range(valid[0])])
+    assert cut.shape == tuple(valid)
+    assert np.allclose(cut, direct, atol=1e-4 * np.abs(direct).max())
 
 
 @pytest.fixture(scope="module")
