@@ -309,8 +309,9 @@ PRESETS = {
         choices=UserChoices(roi_margin_mm=10.0),
         # 60,000 metric samples, not up to 120,000: each Powell evaluation of Mattes MI costs ~2 ms
         # plus ~0.04 ms per 1,000 samples, so on the 48 mm cube the rigid stage took 5.3 s with 120k
-        # and 3.9 s with 60k, ending 0.1 mm from where 120k ended. Ten family cubes: the same
-        # errors within 0.06 mm (issue 18, EDGE_SPEED_AND_SAMPLES.md).
+        # and 3.9 s with 60k, ending 0.1 mm from where 120k ended. The case family's 53 cubes and
+        # its 26 held-out ones: the same outcomes, errors within 0.22 mm (issue 18,
+        # EDGE_SPEED_AND_SAMPLES.md).
         planning=PlanningBudgets(max_working_spacing_mm=1.0, working_voxel_budget=2_000_000, max_metric_samples=60_000),
         # Powell's value tolerance 1e-4: from the search's pose 1e-6 made the first round creep for 11
         # sweeps on the 48 mm cube; 1e-4 ends 0.03 mm from there, the rigid stage 40-60 % shorter, the
