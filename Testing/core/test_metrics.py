@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 from MultimodalKneeRegistrationLib.geometry import apply_matrix, transform_to_matrix
-from MultimodalKneeRegistrationLib.search.scorer import MutualInformationScorer, _trilinear
+from MultimodalKneeRegistrationLib.search.scorer import MutualInformationScorer, trilinear
 
 
 def _oblique_pair():
@@ -25,7 +25,7 @@ def test_trilinear_matches_simpleitk_on_oblique_and_flipped_grids():
     reference = sitk.GetArrayFromImage(sitk.Resample(moving, fixed, transform, sitk.sitkLinear, np.nan))
     reference = reference.ravel()
     index = apply_matrix(scorer._to_moving_index @ transform_to_matrix(transform), scorer._points)
-    values, inside = _trilinear(scorer._moving, index)
+    values, inside = trilinear(scorer._moving, index)
     both = inside & np.isfinite(reference)
     assert both.sum() > 0.5 * reference.size
     assert np.abs(values[both[inside]] - reference[both]).max() < 1e-3

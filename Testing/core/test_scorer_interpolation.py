@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from MultimodalKneeRegistrationLib.search.scorer import _trilinear
+from MultimodalKneeRegistrationLib.search.scorer import trilinear
 
 
 @pytest.mark.parametrize("shape", [(7, 9, 11), (1, 6, 5), (6, 1, 5), (6, 5, 1), (2, 2, 2)])
@@ -19,7 +19,7 @@ def test_trilinear_matches_itk_inside_and_refuses_outside(shape) -> None:
     upper = np.array(shape[::-1], dtype=float) - 1.0  # (x, y, z)
     points = rng.uniform(-0.5, 1.2, size=(400, 3)) * np.maximum(upper, 1.0)
     points[:3] = [upper, np.zeros(3), upper * [1.0, 0.0, 0.5]]  # corners and a face, exactly
-    values, inside = _trilinear(volume, points)
+    values, inside = trilinear(volume, points)
     expected_inside = np.all((points >= 0.0) & (points <= upper), axis=1)
     assert np.array_equal(inside, expected_inside) and inside[:3].all() and (~inside).any()
     image = sitk.GetImageFromArray(volume)

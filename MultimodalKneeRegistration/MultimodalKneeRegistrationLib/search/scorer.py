@@ -64,7 +64,7 @@ class MutualInformationScorer:
     def score_matrix(self, pose: np.ndarray) -> float:
         """``score`` of the pose given as a 4x4 matrix (fixed points -> moving points)."""
         matrix = self._to_moving_index @ pose
-        values, inside = _trilinear(self._moving, apply_matrix(matrix, self._points))
+        values, inside = trilinear(self._moving, apply_matrix(matrix, self._points))
         fraction = float(inside.mean())
         if fraction < 0.05:
             return 0.0
@@ -79,12 +79,18 @@ def _inside(mask: sitk.Image, grid: sitk.Image) -> np.ndarray:
     return np.flatnonzero(mask_on_grid(mask, grid).ravel())
 
 
-def _trilinear(volume: np.ndarray, index_xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def trilinear(volume: np.ndarray, index_xyz: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Values of ``volume`` (z, y, x) at continuous (x, y, z) indices, and which points are inside.
 
     The eight corners are gathered in one ``take`` and each weight is computed once: half the time of
     gathering and weighting corner by corner, with the same operations in the same order, so the same
-    bits (the search's scores, and so its choices, do not move).
+    bits (the search's scores, and so its choices, do not move). The edge correlation's turned
+    templates (``turned_template``) interpolate with it too.
+
+    Example:
+        >>> volume = np.arange(8, dtype=np.float32).reshape(2, 2, 2)  # value 4z + 2y + x
+        >>> trilinear(volume, np.array([[0.5, 0.5, 0.5], [2.0, 0.0, 0.0]]))
+        (array([3.5], dtype=float32), array([ True, False]))
     """
     nz, ny, nx = volume.shape
     x, y, z = index_xyz[:, 0], index_xyz[:, 1], index_xyz[:, 2]

@@ -4,7 +4,7 @@ Why: the edge correlation turns its template about 2,000 times per search (449 r
 orientation, then 33 around each kept pose per level). Resampling through SimpleITK cost 0.8 ms a
 template, most of it building images and transforms under the GIL, which the second search thread
 then waits for; here the ball's points are laid out once and each rotation only maps and
-interpolates them (``scorer._trilinear``).
+interpolates them (``scorer.trilinear``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..geometry import index_to_physical_matrix
-from .scorer import _trilinear
+from .scorer import trilinear
 
 
 class TemplateTurner:
@@ -25,6 +25,10 @@ class TemplateTurner:
     Linear interpolation, 0 outside the map; a point within half a voxel outside the outer voxel
     centres takes the nearest face's value, as ITK's resampling does (its buffer reaches half a
     voxel past the centres).
+
+    Example:
+        >>> turner = TemplateTurner(small_edges, center, np.eye(3), 21, 2.4, ball)  # doctest: +SKIP
+        >>> template = turner.turned(rotation)  # 21 x 21 x 21, zero outside the ball  # doctest: +SKIP
     """
 
     def __init__(self, edges: sitk.Image, center: np.ndarray, direction: np.ndarray, side: int,
@@ -47,7 +51,7 @@ class TemplateTurner:
         clipped = np.clip(index, 0.0, self._upper)
         inside = np.abs(index - clipped).max(axis=1) <= 0.5
         values = np.zeros(len(index), dtype=np.float32)
-        values[inside] = _trilinear(self._values, clipped[inside])[0]
+        values[inside] = trilinear(self._values, clipped[inside])[0]
         template = np.zeros(self._ball.shape, dtype=np.float32)
         template[self._ball] = values - values.mean()
         norm = float(np.sqrt(np.square(template, dtype=np.float64).sum()))
