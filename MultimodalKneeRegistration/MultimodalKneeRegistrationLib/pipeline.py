@@ -49,6 +49,7 @@ from .steps.preprocessing import (
     working_image,
 )
 from .steps.reading import needs_reading, read_inputs
+from .verdict.choice import edge_led_choice
 from .verdict.judge import Case, judge
 
 #: Whether the micro-CT preset masks a reconstruction cylinder out of every measure
@@ -200,6 +201,9 @@ def _solve(fixed, work: WorkingPair, plan, start, engine, settings, progress: Pr
     progress.report(0.0, f"initialising ({mode})", force=True)
     initial_internal, init_stage, search = initialise(work.sampled, work.other, start_internal, plan,
                                                       progress.sub(0.0, 0.3), mode, work.mask)
+    if search is not None:
+        search = edge_led_choice(search, settings.checks, plan.search_spacing_mm)
+        initial_internal, init_stage.stop_condition = search.transform, search.description
     timings["initialize"] = time.perf_counter() - tick
     other, roi, crop_note = crop_other(work.sampled, work.other, initial_internal, plan)
     metric = _MetricReport(work.sampled, other, plan, work.mask)

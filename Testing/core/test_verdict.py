@@ -90,10 +90,19 @@ def test_a_small_margin_over_a_look_alike_whose_edges_do_not_agree_does_not_refu
     assert "look-alike" in entries["margin_over_competitor"]["limit"] and confidence > 0.5
 
 
+def test_a_look_alike_scoring_slightly_more_whose_edges_do_not_agree_does_not_refuse():
+    """cube1026: the answer (edges 0.78) 3 % below a pose 104 mm away whose edges agreed at 0.46."""
+    above = replace(SURE, margin=-0.033, competitor_score=0.560, score=0.542, edge_ncc=0.78,
+                    competitor_edge_ncc=0.46)
+    confidence, entries, failures = judge(above, CHECKS, SPACING_MM)
+    assert failures == [] and entries["margin_over_competitor"]["passed"]
+    assert entries["margin_over_competitor"]["value"] == -0.033 and confidence > 0.2
+
+
 @pytest.mark.parametrize("change", [
     {"competitor_edge_ncc": 0.62},  # the competitor's edges pass the floor: a rival answer
     {"competitor_edge_ncc": 0.50, "edge_ncc": 0.70},  # only 0.20 apart: too close to call
-    {"margin": -0.02, "competitor_edge_ncc": 0.02},  # the competitor scores better
+    {"margin": -0.12, "competitor_edge_ncc": 0.02},  # the competitor scores better by more than the margin
 ])
 def test_a_small_margin_still_refuses_when_the_competitor_is_a_rival(change):
     base = {"margin": 0.034, "competitor_score": 0.467, "score": 0.484, "edge_ncc": 0.80}

@@ -78,7 +78,7 @@ def gather_evidence(space, candidates, result_matrix: np.ndarray, spacing_mm: fl
     refined, score = pattern_search(score_of, result_matrix, space.center, spacing_mm, max_evaluations=150)
     distinct = DistinctPoses(space.small, spacing_mm)
     competitor = _best_competitor(candidates, refined, distinct)
-    edges = _EdgeAgreement(space.small, space.large, spacing_mm, getattr(space, "mask", None))
+    edges = EdgeAgreement(space.small, space.large, spacing_mm, getattr(space, "mask", None))
     radius = float(physical_box(space.small).size.min()) / 2.0
     evidence = Evidence(
         score=score, polish_shift_mm=distinct.distance_mm(refined, result_matrix), competitor_score=None,
@@ -124,7 +124,7 @@ def _weakest_drop(score_of, matrix: np.ndarray, center, score: float, shift_mm: 
     return float(min(drops) / max(abs(score), 1e-9))
 
 
-class _EdgeAgreement:
+class EdgeAgreement:
     """Normalised cross-correlation of the two gradient-magnitude maps at a pose, over the small image
     (or the part of it inside ``mask``: a bone's crop also shows its neighbours, which moved otherwise).
 
