@@ -10,7 +10,7 @@ set of the working images, so "before", each stage and "after" compare, whatever
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -33,7 +33,8 @@ from .geometry import (
 from .io.sources import VolumeSource
 from .progress import Progress, ProgressCallback
 from .results import RegistrationResult, RunFacts
-from .search.initialization import initialise
+from .search.initialization import initialise, uses_edge_correlation
+from .search.rotations import search_rotations
 from .settings import DEFAULT_ENGINE, DEFAULT_PRESET, MICROCT_PRESET, PRESETS, RegistrationSettings
 from .steps.field_of_view import describe as describe_cylinder
 from .steps.field_of_view import find_cylinder, with_padding_filled
@@ -62,6 +63,9 @@ from .verdict.judge import Case, judge
 MASK_RECONSTRUCTION_CYLINDER = True
 #: The share of the progress bar for reading streamed inputs (a pass over a multi-GB file).
 READ_SHARE = 0.25
+#: Where the first run's share of the bar ends when a refused search may run again, more densely
+#: (``_search_more_densely``): the retry takes about as long as the first run.
+FIRST_SEARCH_SHARE = 0.55
 
 
 @dataclass
@@ -122,7 +126,13 @@ def register(
         masked = MASK_RECONSTRUCTION_CYLINDER and settings.preset == MICROCT_PRESET
         work = prepare_working_images(fixed, moving, plan, progress.sub(0.0, 0.08), find_reconstruction=masked)
         prepared = time.perf_counter() - began
-        result = _solve(fixed, work, plan, start, engine, settings, progress.sub(0.08, 1.0), notes=work.notes)
+        retry = _retries_search(plan, work)  # then the first run has the bar up to FIRST_SEARCH_SHARE
+        first = progress.sub(0.08, FIRST_SEARCH_SHARE if retry else 1.0)
+        result = _solve(fixed, work, plan, start, engine, settings, first, notes=work.notes)
+        if not result.verdict.passed and retry:
+            result = _search_more_densely(fixed, work, plan, start, engine, settings,
+                                          progress.sub(FIRST_SEARCH_SHARE, 1.0), result)
+        progress.done("result checked")
         if not result.verdict.passed and initial_transform is not None and plan.initialize_transform_mode == "search":
             result = _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result)
     result.warnings[:0] = warnings
@@ -169,6 +179,35 @@ def prepare_working_images(fixed, moving, plan: RegistrationPlan, progress: Prog
     margin = plan.search_spacing_mm / 2.0 + max(small_block.GetSpacing())
     return WorkingPair(window_intensities(small_block), other, swapped,
                        (describe_cylinder(cylinder, plan.small_fov_image),), cylinder.mask_on(small_block, margin))
+
+
+def _retries_search(plan: RegistrationPlan, work: WorkingPair) -> bool:
+    """Whether a refused result is searched for again, more densely (``SearchSettings.retry_fill_rotations``)."""
+    search = plan.search
+    return (plan.initialize_transform_mode == "search" and search.orientations == "all"
+            and search.retry_fill_rotations > search.fill_rotations
+            and uses_edge_correlation(search, work.sampled, work.other))
+
+
+def _search_more_densely(fixed, work, plan, start, engine, settings, progress, result):
+    """The first search's pose was refused: search again over more rotations, and keep that result
+    only if it passes (the first result, refused, otherwise)."""
+    denser = replace(plan, search=replace(plan.search, fill_rotations=plan.search.retry_fill_rotations))
+    count = len(search_rotations(denser.search))
+    note = (f"The first search's best pose failed the sanity checks; the search ran again over {count} rotations "
+            "and its result passed them.")
+    again = _solve(fixed, work, denser, start, engine, settings, progress, None, work.notes + (note,))
+    if not again.verdict.passed:
+        result.warnings.append(f"a second search over {count} rotations was refused too: "
+                               + "; ".join(again.verdict.failures))
+        result.timings["second_search"] = sum(again.timings.values())
+        return result
+    again.plan = plan
+    again.warnings.insert(0, "the first search's best pose failed the sanity checks ("
+                          + "; ".join(result.verdict.failures) + f"); a second search over {count} rotations "
+                          "found a pose that passes them")
+    again.timings["rejected_search"] = sum(result.timings.values())
+    return again
 
 
 def _keep_refined_start(fixed, work, plan, start, engine, settings, progress, result):

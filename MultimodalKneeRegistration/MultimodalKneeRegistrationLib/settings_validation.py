@@ -66,6 +66,8 @@ def _check_search(settings) -> None:
         raise InputError("search_final_candidates must be at least 1", "raise it")
     if search.polish_evaluations < 0:
         raise InputError("search_polish_evaluations must be 0 (off) or more", "use 0 to turn the polish off")
+    if search.retry_fill_rotations < 0:
+        raise InputError("search_retry_fill_rotations must be 0 (no retry) or more", "use 0 to turn the retry off")
 
 
 def _check_budgets(settings) -> None:

@@ -240,7 +240,7 @@ def _score_pairs(space: PoseSpace, pairs, progress: Progress):
 
 def _correlated_poses(sampled, other, space: PoseSpace, plan, progress: Progress):
     """Edge-correlation candidates with their MI scores, and the levels' records (empty without it)."""
-    if not _use_edge_correlation(plan.search, space.small, space.large):
+    if not uses_edge_correlation(plan.search, space.small, space.large):
         return [], []
     turn = np.array(rigid_from_matrix(space.start_matrix, space.center).GetMatrix()).reshape(3, 3)
     rotations = [turn @ rotation for rotation in search_rotations(plan.search)]
@@ -318,7 +318,8 @@ def foreground_centroid(image: sitk.Image) -> np.ndarray:
     return image_center(image)
 
 
-def _use_edge_correlation(search, small: sitk.Image, large: sitk.Image) -> bool:
+def uses_edge_correlation(search, small: sitk.Image, large: sitk.Image) -> bool:
+    """Whether the search also correlates edges (a small field of view inside a large one)."""
     if search.edge_correlation is not None:
         return bool(search.edge_correlation)
     return field_of_view_volume(small) < field_of_view_volume(large) / 8.0

@@ -9,7 +9,7 @@ can read (and override) every decision.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Tuple
 
 import numpy as np
@@ -204,7 +204,19 @@ def _levels_sentence(search) -> str:
         f"rotation is also correlated by edges over every position, then {len(search.level_steps_deg)} finer "
         f"levels turn the {keep} best poses by 33 rotations {steps} deg apart (covering radius {radii} deg, "
         f"measured){polish}, and the {search.final_candidates} best go to the refinement."
+        + _retry_sentence(search)
     )
+
+
+def _retry_sentence(search) -> str:
+    """The denser second search a refused result gets (``SearchSettings.retry_fill_rotations``)."""
+    from ..search.rotations import search_rotations
+
+    if search.retry_fill_rotations <= search.fill_rotations or search.orientations != "all":
+        return ""
+    count = len(search_rotations(replace(search, fill_rotations=search.retry_fill_rotations)))
+    return (f" If that result fails the sanity checks, the search runs once more over {count} rotations, and "
+            "its result is kept only if it passes them.")
 
 
 def _fmt(values, digits: int = 2) -> str:

@@ -20,12 +20,14 @@ from .record import Check
 def rotation_limit_deg(initialization: str, search, checks) -> Optional[float]:
     """How far a result may turn from the start, or None when the search explored every orientation.
 
-    A search around the identity and the three half turns reaches any rotation, so no limit would
-    mean anything (it used to read "<= 180 deg", which cannot fail). Without the search, the
-    optimiser alone cannot justify a large turn: past the limit it wandered off.
+    A search around the identity and the three half turns, or one with rotations spread over every
+    orientation (``fill_rotations``), reaches any rotation, so no limit would mean anything (it used
+    to read "<= 180 deg", which cannot fail). Without the search, the optimiser alone cannot justify
+    a large turn: past the limit it wandered off.
     """
     if initialization == "search":
-        return None if search.flips else search.max_angle_deg + 30.0
+        every = search.flips or (search.orientations == "all" and search.fill_rotations > 0)
+        return None if every else search.max_angle_deg + 30.0
     return checks.max_rotation_without_search_deg
 
 
