@@ -98,9 +98,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--edge-correlation", choices=("auto", "on", "off"), default="auto",
                        help="also find the small image anywhere in the large one by edge correlation "
                             "(auto: when its field of view is under 1/8 of the other's, e.g. a micro-CT)")
-    group.add_argument("--no-search-retry", action="store_true",
-                       help="refuse after the first search instead of searching once more over denser rotations "
-                       "(a refused micro-CT then takes about half as long)")
+    group.add_argument("--search-retry", action="store_true",
+                       help="when the result is refused, search once more over 1232 rotations and keep that "
+                       "result if it passes (a refused micro-CT takes about twice as long; it can also pass an "
+                       "answer the images themselves favour wrongly)")
     group.add_argument("--spacing-multiplier", type=float, metavar="X",
                        help="Crop Volume spacing multiplier for the fine image (default: planned)")
     group.add_argument("--sampling-percentage", type=_sampling, metavar="P",
@@ -160,6 +161,9 @@ def _stages(text: str) -> tuple:
 
 #: Option (its ``dest``: the flag in snake case, a manifest column) -> the settings (flat names) its
 #: parsed value sets. Options not here (inputs, outputs, the engine, per-bone) are not settings.
+#: Fill rotations of the second search ``--search-retry`` asks for (1,232 rotations in all).
+RETRY_FILL_ROTATIONS = 1400
+
 SETTINGS_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
     "stages": lambda v: {"transform_stages": _stages(v)},
     "init_mode": lambda v: {"initialize_transform_mode": v},
@@ -170,7 +174,7 @@ SETTINGS_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
     "seed": lambda v: {"random_seed": v},
     "threads": lambda v: {"number_of_threads": v, "deterministic": False},
     "no_fail_on_sanity": lambda v: {"fail_on_sanity_check": False} if v else {},
-    "no_search_retry": lambda v: {"search_retry_fill_rotations": 0} if v else {},
+    "search_retry": lambda v: {"search_retry_fill_rotations": RETRY_FILL_ROTATIONS} if v else {},
 }
 
 

@@ -109,12 +109,13 @@ class SearchSettings:
     #: the held-out cubes it lost one success (cube2009). Results/issue18/SEARCH_POLISH.md.
     polish_evaluations: int = 0
     #: When the result of a search with the edge correlation fails the sanity checks, the search runs
-    #: once more with this many fill rotations (1,232 rotations in all instead of 449) and the engine
-    #: refines its best pose; the retry's result is kept only if it passes. 0: no retry. Why: on the
-    #: case family's refused well-posed cubes the answer's neighbourhood often ranked 40th-200th of
-    #: 449 at the first level and was dropped; with 1,400 fill rotations the held-out cube2901 was
-    #: found (1.1 mm) where it had been refused. It costs a refused cube about twice its time.
-    retry_fill_rotations: int = 1400
+    #: once more with this many fill rotations (1,400: 1,232 rotations in all instead of 449) and the
+    #: engine refines its best pose; the retry's result is kept only if it passes. 0 (the default): no
+    #: retry; ``--search-retry`` asks for 1,400. Why off: on the case family's 26 refused cases it
+    #: rescued none; on the held-out set it rescued two well-posed cubes (cube2013 1.5 mm, cube2901
+    #: 0.9 mm) but passed an ill-posed one 25 mm off (cube2007, whose own floor ends 21.7 mm off), and a
+    #: refused cube took 39-41 s instead of 16-18 s (results/issue18/EDGE_CHOICE_AND_RETRY.md).
+    retry_fill_rotations: int = 0
 
 
 @dataclass(frozen=True)

@@ -357,10 +357,10 @@ def test_edge_correlation_option_sets_the_search_setting(word, value):
     assert settings_from_args(default).search.edge_correlation is None
 
 
-def test_no_search_retry_turns_the_denser_second_search_off():
+def test_search_retry_asks_for_the_denser_second_search():
     from MultimodalKneeRegistrationLib.cli import build_parser, settings_from_args
 
     line = ["register", "f.nrrd", "m.nrrd", "--output-dir", "out", "--preset", "mri-microct-knee"]
-    assert settings_from_args(build_parser().parse_args(line)).search.retry_fill_rotations == 1400
-    off = settings_from_args(build_parser().parse_args(line + ["--no-search-retry"]))
-    assert off.search.retry_fill_rotations == 0 and "search_retry_fill_rotations" in off.overrides
+    assert settings_from_args(build_parser().parse_args(line)).search.retry_fill_rotations == 0
+    on = settings_from_args(build_parser().parse_args(line + ["--search-retry"]))
+    assert on.search.retry_fill_rotations == 1400 and "search_retry_fill_rotations" in on.overrides

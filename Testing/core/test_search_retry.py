@@ -52,10 +52,11 @@ def test_a_retry_that_is_refused_too_keeps_the_first_refusal_and_says_so(turned_
     assert result.timings["second_search"] > 0
 
 
-def test_the_plan_announces_the_retry_for_a_micro_ct_and_not_when_off(turned_cube):
-    _, plan = plan_for(turned_cube.fixed, turned_cube.moving, settings_for_preset("mri-microct-knee"))
+def test_the_plan_announces_the_retry_when_asked_for_and_not_by_default(turned_cube):
+    retry = settings_for_preset("mri-microct-knee", search_retry_fill_rotations=1400)
+    _, plan = plan_for(turned_cube.fixed, turned_cube.moving, retry)
     assert any("the search runs once more over 1232 rotations" in s for s in plan.explanation)
-    _, plan = plan_for(turned_cube.fixed, turned_cube.moving, _settings(0))
+    _, plan = plan_for(turned_cube.fixed, turned_cube.moving, settings_for_preset("mri-microct-knee"))
     assert not any("runs once more" in s for s in plan.explanation)
 
 
