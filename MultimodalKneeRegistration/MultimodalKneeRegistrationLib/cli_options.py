@@ -159,11 +159,11 @@ def _stages(text: str) -> tuple:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-#: Option (its ``dest``: the flag in snake case, a manifest column) -> the settings (flat names) its
-#: parsed value sets. Options not here (inputs, outputs, the engine, per-bone) are not settings.
 #: Fill rotations of the second search ``--search-retry`` asks for (1,232 rotations in all).
 RETRY_FILL_ROTATIONS = 1400
 
+#: Option (its ``dest``: the flag in snake case, a manifest column) -> the settings (flat names) its
+#: parsed value sets. Options not here (inputs, outputs, the engine, per-bone) are not settings.
 SETTINGS_OPTIONS: Dict[str, Callable[[Any], Dict[str, Any]]] = {
     "stages": lambda v: {"transform_stages": _stages(v)},
     "init_mode": lambda v: {"initialize_transform_mode": v},
