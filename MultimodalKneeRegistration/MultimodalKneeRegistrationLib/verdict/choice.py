@@ -28,6 +28,7 @@ from ..search.initialization import SearchOutcome
 from ..search.local_search import pattern_search
 from ..search.poses import DistinctPoses
 from .evidence import EdgeAgreement
+from .looks import edges_mark_look_alike
 
 #: How many distinct poses after the best one are looked at (the search refines 12 and more).
 RIVALS_LOOKED_AT = 8
@@ -73,13 +74,19 @@ def _best_vouched_rival(search: SearchOutcome, edges: EdgeAgreement, best_matrix
     distinct = DistinctPoses(space.small, spacing_mm)
 
     def vouched(matrix: np.ndarray) -> Optional[float]:
+        """The pose's edge agreement when it passes the floor and marks the best pose a look-alike."""
         value = edges.ncc(matrix)
-        qualifies = value >= checks.min_edge_agreement and value - best_edges >= checks.look_alike_edge_gap
+        qualifies = value >= checks.min_edge_agreement and edges_mark_look_alike(value, best_edges, checks)
         return value if qualifies else None
 
-    qualified = [matrix for matrix in _rivals(search, best_matrix, distinct) if vouched(matrix) is not None]
+    qualified: List[np.ndarray] = []
+    for matrix in _rivals(search, best_matrix, distinct):  # edges measured only until enough qualify
+        if vouched(matrix) is not None:
+            qualified.append(matrix)
+        if len(qualified) == RIVALS_REFINED:
+            break
     weighed = []
-    for matrix in qualified[:RIVALS_REFINED]:
+    for matrix in qualified:
         refined, score = pattern_search(space.scorer.score_matrix, matrix, space.center, spacing_mm)
         value = vouched(refined)
         within = (score - best_score) / max(abs(score), 1e-9) > -checks.min_margin

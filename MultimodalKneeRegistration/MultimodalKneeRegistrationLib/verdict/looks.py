@@ -73,7 +73,14 @@ def _competitor_is_look_alike(evidence, lead, checks) -> bool:
     """
     if lead is None or evidence.margin is None or not -checks.min_margin < evidence.margin < checks.min_margin:
         return False
-    return bool(evidence.competitor_edge_ncc < checks.min_edge_agreement and lead >= checks.look_alike_edge_gap)
+    return edges_mark_look_alike(evidence.edge_ncc, evidence.competitor_edge_ncc, checks)
+
+
+def edges_mark_look_alike(result_edges: float, competitor_edges: float, checks) -> bool:
+    """True when the competitor's edges fail the floor and agree ``look_alike_edge_gap`` or more below
+    the result's: the edge half of the look-alike rule, which ``verdict.choice`` applies too."""
+    return bool(competitor_edges < checks.min_edge_agreement
+                and result_edges - competitor_edges >= checks.look_alike_edge_gap)
 
 
 def _entry(value, limit: str, passed: bool) -> dict:
